@@ -1,0 +1,64 @@
+"""steadyflow: durable workflows and task workers for Python.
+
+The public API, re-exported; nothing else lives here.
+"""
+
+from __future__ import annotations
+
+# `activity` is the module, made callable so that both `@activity` and
+# `@activity.with_attributes(...)` work (simpleflow's spelling).
+from . import (
+    activity,  # noqa: E402,I001
+    futures,
+)
+from .activity import Activity, context, heartbeat
+from .errors import (
+    ActivityNotFound,
+    ConfigError,
+    EngineError,
+    EngineUnavailable,
+    ExecutionClosed,
+    NonDeterminismError,
+    PayloadError,
+    PayloadTooLarge,
+    SteadyflowError,
+    TaskFailed,
+    TaskTimedOut,
+    UnknownExecution,
+    UnknownTask,
+    WorkflowAlreadyStarted,
+    WorkflowError,
+    WorkflowFailed,
+    WorkflowNotFound,
+)
+from .retry import RetryPolicy
+from .workflow import Workflow
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Activity",
+    "ActivityNotFound",
+    "ConfigError",
+    "EngineError",
+    "EngineUnavailable",
+    "ExecutionClosed",
+    "NonDeterminismError",
+    "PayloadError",
+    "PayloadTooLarge",
+    "RetryPolicy",
+    "SteadyflowError",
+    "TaskFailed",
+    "TaskTimedOut",
+    "UnknownExecution",
+    "UnknownTask",
+    "Workflow",
+    "WorkflowAlreadyStarted",
+    "WorkflowError",
+    "WorkflowFailed",
+    "WorkflowNotFound",
+    "activity",
+    "context",
+    "futures",
+    "heartbeat",
+]

@@ -1,0 +1,116 @@
+"""Long-running processes: `decider start`, `worker start`, and `standalone`, which runs both."""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+import uuid
+
+import click
+
+from ..decider import Decider, load_workflow
+from ..errors import ConfigError
+from ..local import start
+from .common import Context, parse_input, pass_ctx, stop_on_signals
+from .workflow import finish
+
+log = logging.getLogger("steadyflow.cli")
+
+
+def _processes(value: int) -> int:
+    if value < 0:
+        raise ConfigError(f"--processes must be >= 0 (0 means one per CPU), got {value}")
+    return value or (os.cpu_count() or 1)
+
+
+@click.group("decider")
+def decider_group() -> None:
+    """Run deciders."""
+
+
+@decider_group.command("start")
+@click.argument("workflows", nargs=-1, required=True)
+@click.option("--task-list", "-t", required=True, help="Decision task list to poll.")
+@pass_ctx
+def decider_start(ctx: Context, workflows: tuple[str, ...], task_list: str) -> None:
+    """Decide for WORKFLOWS (MODULE.Class ...) on a task list until SIGTERM."""
+    classes = [load_workflow(w) for w in workflows]
+    _verbose()
+    stop = stop_on_signals()
+    Decider(ctx.engine(), task_list, classes).run(stop)
+
+
+@click.group("worker")
+def worker_group() -> None:
+    """Run activity workers."""
+
+
+@worker_group.command("start")
+@click.option("--task-list", "-t", required=True, help="Activity task list to poll.")
+@click.option("--processes", "-N", "--nb-processes", type=int, default=0, show_default=True,
+              help="Worker processes (0: one per CPU).")
+@click.option("--module", "-m", "modules", multiple=True, help="Module to import in every worker process.")
+@click.option("--start-method", type=click.Choice(["spawn", "forkserver", "fork"]), default="spawn", show_default=True)
+@pass_ctx
+def worker_start(ctx: Context, task_list: str, processes: int, modules: tuple[str, ...], start_method: str) -> None:
+    """Run activities from a task list in a pool of processes until SIGTERM."""
+    from ..worker import WorkerPool
+
+    _verbose()
+    stop = stop_on_signals()
+    pool = WorkerPool(ctx.engine(), task_list, processes=_processes(processes), modules=modules,
+                      start_method=start_method)
+    pool.run(stop)
+
+
+def _verbose() -> None:
+    if "LOG_LEVEL" not in os.environ:
+        logging.getLogger("steadyflow").setLevel(logging.INFO)
+
+
+@click.command("standalone")
+@click.argument("workflow")
+@click.option("--input", "-i", "input_", help="JSON: a list of args, or {\"args\": [...], \"kwargs\": {...}}.")
+@click.option("--workflow-id", help="Id of the execution (default: <name>-<random>).")
+@click.option("--processes", "-N", "--nb-workers", "-W", type=int, default=0, show_default=True,
+              help="Activity worker processes (0: one per CPU).")
+@pass_ctx
+def standalone(ctx: Context, workflow: str, input_: str | None, workflow_id: str | None, processes: int) -> None:
+    """Run one execution of WORKFLOW to its end with a decider and a worker; print its result.
+
+    Exit code 0 when it completes, 1 when it fails. Work is durable: it is recorded in the engine
+    and can be inspected afterwards with `workflow list` and `workflow history`.
+    """
+    from ..worker import WorkerPool
+
+    args, kwargs = parse_input(input_)
+    cls = load_workflow(workflow)
+    n = _processes(processes)
+    engine = ctx.engine()
+    task_list = f"standalone-{uuid.uuid4().hex}"
+    wid, rid = start(engine, cls, args, kwargs, workflow_id=workflow_id, task_list=task_list)
+    click.echo(f"started {wid} {rid}", err=True)
+    stop = stop_on_signals()
+    decider = Decider(engine, task_list, [cls], activity_task_list=task_list)
+    pool = WorkerPool(engine, task_list, processes=n, modules=(cls.__module__,))
+    threads = [
+        threading.Thread(target=decider.run, args=(stop, 0.2), name="decider", daemon=True),
+        threading.Thread(target=pool.run, args=(stop,), name="worker", daemon=True),
+    ]
+    for t in threads:
+        t.start()
+    try:
+        info = engine.describe_execution(wid, rid)
+        while info.is_open and not stop.is_set() and all(t.is_alive() for t in threads):
+            time.sleep(0.05)
+            info = engine.describe_execution(wid, rid)
+    finally:
+        stop.set()
+        for t in threads:
+            t.join(timeout=30)
+    if info.is_open:
+        click.echo(f"Error: stopped before {wid} closed; it stays open and can be resumed by a decider", err=True)
+        raise SystemExit(1)
+    finish(info)

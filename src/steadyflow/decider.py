@@ -1,0 +1,121 @@
+"""The decider: polls decision tasks, replays the workflow, answers with its decisions.
+
+A decider that cannot decide (the class does not import, the code no longer matches the history)
+gives the task back with `fail_decision_task`: the execution waits, with back-off, for fixed code
+instead of being failed or silently re-run.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import os
+import socket
+import threading
+import traceback
+from collections.abc import Iterable
+
+from .engines.base import DecisionTask, Engine
+from .errors import SteadyflowError, UnknownTask, WorkflowNotFound
+from .history import WORKFLOW_EXECUTION_STARTED
+from .payload import json as sfjson
+from .replay import Executor
+from .workflow import Workflow
+
+log = logging.getLogger("steadyflow.decider")
+
+
+def load_workflow(path: str) -> type[Workflow]:
+    """Import `module.Class` and check that it is a Workflow subclass (one-line errors otherwise)."""
+    module_name, _, attr = path.rpartition(".")
+    if not module_name:
+        raise WorkflowNotFound(f"{path!r} is not a dotted path MODULE.Class")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise WorkflowNotFound(f"cannot import module {module_name!r}: {exc}") from exc
+    cls = getattr(module, attr, None)
+    if cls is None:
+        raise WorkflowNotFound(f"module {module_name!r} has no attribute {attr!r}")
+    if not (isinstance(cls, type) and issubclass(cls, Workflow)):
+        raise WorkflowNotFound(f"{path} is not a Workflow subclass")
+    return cls
+
+
+def default_identity() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+class Decider:
+    """Decides for the workflows it knows, on one task list."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        task_list: str,
+        workflows: Iterable[type[Workflow]] = (),
+        identity: str | None = None,
+        activity_task_list: str | None = None,
+    ) -> None:
+        self.engine = engine
+        self.task_list = task_list
+        self.identity = identity or default_identity()
+        self.activity_task_list = activity_task_list
+        self._by_name: dict[str, type[Workflow]] = {}
+        for cls in workflows:
+            self._by_name[cls.qualified_name()] = cls
+            self._by_name[cls.type_name()] = cls
+        self.decided = 0
+
+    def workflow_class(self, task: DecisionTask) -> type[Workflow]:
+        """The class named by the input's `__extra.class` (simpleflow), else by the type name."""
+        first = task.history[0] if task.history else None
+        path = None
+        if first is not None and first.event_type == WORKFLOW_EXECUTION_STARTED:
+            data = sfjson.loads_or_raw(first.attributes.get("input"))
+            if isinstance(data, dict):
+                path = (data.get("__extra") or {}).get("class")
+        for key in (path, task.workflow_type):
+            if key and key in self._by_name:
+                return self._by_name[key]
+        for key in (path, task.workflow_type):
+            if key and "." in key:
+                cls = load_workflow(key)
+                self._by_name[key] = cls
+                return cls
+        raise WorkflowNotFound(f"unknown workflow type {task.workflow_type!r}")
+
+    def decide(self, task: DecisionTask) -> list:
+        cls = self.workflow_class(task)
+        executor = Executor(cls, task.workflow_id, task.run_id, task.task_list, self.activity_task_list)
+        return executor.decide(task.history)
+
+    def handle(self, task: DecisionTask) -> None:
+        """Decide one task and report the answer; never raises for a workflow's own problems."""
+        try:
+            decisions = self.decide(task)
+        except (SteadyflowError, Exception) as exc:  # noqa: B014 - SteadyflowError named for the reader
+            log.error("cannot decide %s (%s): %s", task.workflow_id, task.run_id, exc)
+            try:
+                self.engine.fail_decision_task(task.token, f"{type(exc).__name__}: {exc}", traceback.format_exc())
+            except UnknownTask:
+                pass
+            return
+        try:
+            self.engine.complete_decision_task(task.token, decisions)
+            self.decided += 1
+        except UnknownTask:
+            log.warning("decision for %s dropped: its lease ran out and another decider owns it", task.workflow_id)
+
+    def run_once(self, wait: float = 0.0) -> bool:
+        task = self.engine.poll_decision_task(self.task_list, self.identity, wait=wait)
+        if task is None:
+            return False
+        self.handle(task)
+        return True
+
+    def run(self, stop: threading.Event | None = None, poll_wait: float = 1.0) -> None:
+        stop = stop or threading.Event()
+        log.info("decider %s polling task list %r", self.identity, self.task_list)
+        while not stop.is_set():
+            self.run_once(wait=poll_wait)

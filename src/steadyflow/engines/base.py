@@ -1,0 +1,265 @@
+"""The engine contract: the durable service that every steadyflow engine implements.
+
+An engine stores histories, hands out decision and activity tasks under leases, applies decisions
+atomically and fires timers and timeouts. Everything above it (decider, worker, CLI) talks to this
+interface only, so a new engine is one module plus a test fixture: `tests/conformance/` runs the same
+suite against every engine.
+
+Semantics every engine keeps (SWF's, which the seeds rely on):
+
+- **One decision task at a time.** An open execution has at most one decision task scheduled and
+  one started. An event that needs a decision (start, activity closed, timer fired, signal, a
+  decision task timed out or failed) schedules one unless one is already scheduled; a decision task
+  that is started when such an event arrives is followed by the scheduled one.
+- **Leases.** A started decision task belongs to its poller until `decision_timeout` seconds pass;
+  then the engine appends `DecisionTaskTimedOut` and schedules a new one. A started activity task
+  belongs to its poller until its start-to-close or heartbeat timeout passes; then the engine appends
+  `ActivityTaskTimedOut` and the decider decides (retry or fail). A token whose lease ran out is
+  rejected with `UnknownTask`, so no result is ever recorded twice.
+- **Atomic decisions.** `complete_decision_task` appends `DecisionTaskCompleted` and the events of
+  all decisions, queues their tasks and timers and closes the decision task in one transaction.
+- **Time.** Engines read time from `self.clock()` (seconds since the epoch), which tests replace.
+  Due timers and timeouts are fired by `fire_due()`, which every poll calls first, so any process
+  that polls keeps time moving; nothing needs a separate timer daemon.
+"""
+
+from __future__ import annotations
+
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..decisions import Decision
+from ..history import Event
+
+OPEN = "open"
+CLOSED_STATUSES = ("completed", "failed", "canceled", "terminated", "continued_as_new", "timed_out")
+
+DEFAULT_DECISION_TIMEOUT = 10.0
+"""Seconds a decider holds a decision task. Short, because replay is fast and a dead decider
+should not stall its executions for long (SWF's default of 300 s is a poor fit)."""
+
+DECISION_RETRY_MAX_DELAY = 300.0
+"""Upper bound of the back-off before a failed decision task is handed out again."""
+
+
+@dataclass(frozen=True)
+class ExecutionInfo:
+    """What `describe_execution` and `list_executions` return."""
+
+    workflow_id: str
+    run_id: str
+    workflow_type: str
+    version: str
+    task_list: str
+    status: str
+    start_time: float
+    close_time: float | None = None
+    input: str | None = None
+    result: str | None = None
+    close_reason: str | None = None
+    close_details: str | None = None
+    tags: tuple[str, ...] = ()
+    decision_timeout: float = DEFAULT_DECISION_TIMEOUT
+    next_event_id: int = 1
+
+    @property
+    def is_open(self) -> bool:
+        return self.status == OPEN
+
+
+@dataclass(frozen=True)
+class DecisionTask:
+    """A leased decision task with the execution's full history."""
+
+    token: str
+    workflow_id: str
+    run_id: str
+    workflow_type: str
+    version: str
+    task_list: str
+    started_event_id: int
+    history: list[Event] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class ActivityTask:
+    """A leased activity task."""
+
+    token: str
+    workflow_id: str
+    run_id: str
+    activity_id: str
+    name: str
+    version: str
+    task_list: str
+    input: str
+    control: str | None
+    scheduled_event_id: int
+    started_event_id: int
+    heartbeat_timeout: float | None
+    start_to_close_timeout: float | None
+
+
+class Engine(ABC):
+    """The contract. Methods are grouped by noun: executions, decision tasks, activity tasks, time.
+
+    All methods are safe to call from several processes at once (for engines whose store is shared)
+    and from several threads of one process.
+    """
+
+    #: URL scheme(s) that select this engine.
+    schemes: tuple[str, ...] = ()
+    #: True when several processes can share this engine (False for the in-process memory engine).
+    shared: bool = True
+
+    def __init__(self, clock: Callable[[], float] | None = None) -> None:
+        self.clock: Callable[[], float] = clock or time.time
+
+    # -- executions ------------------------------------------------------------------------------
+
+    @abstractmethod
+    def start_execution(
+        self,
+        workflow_id: str,
+        workflow_type: str,
+        version: str,
+        task_list: str,
+        input: str | None,
+        tags: Sequence[str] = (),
+        decision_timeout: float = DEFAULT_DECISION_TIMEOUT,
+    ) -> str:
+        """Start an execution; return its new run id.
+
+        Appends `WorkflowExecutionStarted` and `DecisionTaskScheduled`. Raises
+        `WorkflowAlreadyStarted` when an open execution has `workflow_id`.
+        """
+
+    @abstractmethod
+    def describe_execution(self, workflow_id: str, run_id: str | None = None) -> ExecutionInfo:
+        """The execution (the latest run when `run_id` is None); `UnknownExecution` if none."""
+
+    @abstractmethod
+    def list_executions(
+        self, status: str | None = None, workflow_type: str | None = None, limit: int = 100, offset: int = 0
+    ) -> list[ExecutionInfo]:
+        """Executions, newest first. `status` is `open`, `closed` or one close status."""
+
+    @abstractmethod
+    def get_history(self, workflow_id: str, run_id: str | None = None, after_event_id: int = 0) -> list[Event]:
+        """Events with `event_id > after_event_id`, in order; `UnknownExecution` if none."""
+
+    @abstractmethod
+    def signal_execution(self, workflow_id: str, run_id: str | None, signal_name: str, input: str | None) -> None:
+        """Append `WorkflowExecutionSignaled` to an open execution and schedule a decision.
+
+        `ExecutionClosed` if it is closed.
+        """
+
+    @abstractmethod
+    def terminate_execution(
+        self, workflow_id: str, run_id: str | None = None, reason: str | None = None, details: str | None = None
+    ) -> None:
+        """Close an open execution at once (`WorkflowExecutionTerminated`), dropping its tasks and timers."""
+
+    # -- decision tasks --------------------------------------------------------------------------
+
+    @abstractmethod
+    def poll_decision_task(self, task_list: str, identity: str = "", wait: float = 0.0) -> DecisionTask | None:
+        """Lease the oldest scheduled decision task on `task_list`, waiting up to `wait` seconds.
+
+        Appends `DecisionTaskStarted`. Returns None when nothing came within `wait`.
+        """
+
+    @abstractmethod
+    def complete_decision_task(
+        self, token: str, decisions: Sequence[Decision], execution_context: str | None = None
+    ) -> None:
+        """Apply `decisions` atomically (see the module docstring). `UnknownTask` if the lease is gone."""
+
+    @abstractmethod
+    def fail_decision_task(self, token: str, cause: str, details: str | None = None) -> None:
+        """Give a decision task back after the decider could not decide (bad code, non-determinism).
+
+        Appends `DecisionTaskFailed` and schedules a new decision task that becomes visible after a
+        back-off growing with consecutive failures (1 s, 2 s, 4 s ... up to 300 s), so a broken
+        workflow waits for a fix without spinning.
+        """
+
+    # -- activity tasks --------------------------------------------------------------------------
+
+    @abstractmethod
+    def poll_activity_task(self, task_list: str, identity: str = "", wait: float = 0.0) -> ActivityTask | None:
+        """Lease the next activity task (highest priority, then oldest); appends `ActivityTaskStarted`."""
+
+    @abstractmethod
+    def heartbeat_activity_task(self, token: str, details: str | None = None) -> bool:
+        """Extend the heartbeat lease and keep `details`; return True when cancellation was requested."""
+
+    @abstractmethod
+    def complete_activity_task(self, token: str, result: str | None) -> None:
+        """Append `ActivityTaskCompleted` and schedule a decision. `UnknownTask` if the lease is gone."""
+
+    @abstractmethod
+    def fail_activity_task(self, token: str, reason: str | None, details: str | None = None) -> None:
+        """Append `ActivityTaskFailed` and schedule a decision. `UnknownTask` if the lease is gone."""
+
+    @abstractmethod
+    def list_activity_tasks(self, workflow_id: str, run_id: str | None = None) -> list[dict[str, Any]]:
+        """Open activity tasks of an execution: id, name, state, attempt, times, heartbeat details."""
+
+    # -- time ------------------------------------------------------------------------------------
+
+    @abstractmethod
+    def fire_due(self) -> int:
+        """Fire every timer, timeout and lease expiry that is due now; return how many fired."""
+
+    @abstractmethod
+    def next_due(self) -> float | None:
+        """When the next timer, timeout or delayed decision falls due (epoch seconds), or None."""
+
+    def close(self) -> None:  # noqa: B027 - optional hook, not abstract
+        """Release connections. The default does nothing."""
+
+    def __enter__(self) -> Engine:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def decision_retry_delay(failures: int) -> float:
+    """Back-off before the n-th consecutive failed decision task is handed out again."""
+    return float(min(2 ** max(failures - 1, 0), DECISION_RETRY_MAX_DELAY))
+
+
+def activity_deadline(
+    scheduled_at: float,
+    started_at: float | None,
+    last_heartbeat: float | None,
+    schedule_to_start: float | None,
+    start_to_close: float | None,
+    schedule_to_close: float | None,
+    heartbeat: float | None,
+) -> tuple[float | None, str | None]:
+    """The earliest moment an activity task times out, and which timeout that is.
+
+    Shared by every engine so that all of them time activities out by the same rules.
+    """
+    candidates: list[tuple[float, str]] = []
+    if schedule_to_close:
+        candidates.append((scheduled_at + schedule_to_close, "SCHEDULE_TO_CLOSE"))
+    if started_at is None:
+        if schedule_to_start:
+            candidates.append((scheduled_at + schedule_to_start, "SCHEDULE_TO_START"))
+    else:
+        if start_to_close:
+            candidates.append((started_at + start_to_close, "START_TO_CLOSE"))
+        if heartbeat:
+            candidates.append(((last_heartbeat or started_at) + heartbeat, "HEARTBEAT"))
+    if not candidates:
+        return None, None
+    deadline, kind = min(candidates)
+    return deadline, kind

@@ -1,0 +1,157 @@
+"""Futures as simpleflow's workflows use them, and the ways to wait on them.
+
+Reading `.result` of an unfinished future inside `run()` parks the workflow until the decider has
+news for it; outside a workflow that would wait forever, so it raises instead.
+"""
+
+from __future__ import annotations
+
+import contextvars
+from collections.abc import Callable, Iterator
+from typing import Any, NamedTuple
+
+from .errors import WorkflowError
+
+PENDING = "PENDING"
+RUNNING = "RUNNING"
+FINISHED = "FINISHED"
+CANCELLED = "CANCELLED"
+
+ALL_COMPLETED = "ALL_COMPLETED"
+FIRST_COMPLETED = "FIRST_COMPLETED"
+FIRST_EXCEPTION = "FIRST_EXCEPTION"
+
+# Set in the thread that runs a workflow's `run()`: a callable that parks until a predicate holds.
+current_waiter: contextvars.ContextVar[Callable[[Callable[[], bool]], None] | None] = contextvars.ContextVar(
+    "steadyflow_waiter", default=None
+)
+
+
+def block_until(predicate: Callable[[], bool]) -> None:
+    """Park the running workflow until `predicate()` holds."""
+    if predicate():
+        return
+    waiter = current_waiter.get()
+    if waiter is None:
+        raise WorkflowError("this future is not finished, and no workflow is running to wait for it")
+    waiter(predicate)
+
+
+class Future:
+    """The eventual outcome of a task, timer, marker or signal."""
+
+    def __init__(self) -> None:
+        self._state = PENDING
+        self._result: Any = None
+        self._exception: BaseException | None = None
+        self._raises = True
+        self._done_order = 0
+
+    # -- reading ---------------------------------------------------------------------------------
+
+    @property
+    def state(self) -> str:
+        return self._state
+
+    @property
+    def finished(self) -> bool:
+        return self._state in (FINISHED, CANCELLED)
+
+    @property
+    def done(self) -> bool:
+        return self.finished
+
+    @property
+    def pending(self) -> bool:
+        return self._state == PENDING
+
+    @property
+    def running(self) -> bool:
+        return self._state == RUNNING
+
+    @property
+    def cancelled(self) -> bool:
+        return self._state == CANCELLED
+
+    @property
+    def exception(self) -> BaseException | None:
+        """The failure, once finished (simpleflow's property: it does not wait)."""
+        return self._exception
+
+    @property
+    def result(self) -> Any:
+        """The value; waits for it inside `run()`, raises the task's failure if it failed."""
+        block_until(lambda: self.finished)
+        if self._exception is not None and self._raises:
+            raise self._exception
+        return self._result
+
+    def wait(self) -> Any:
+        return self.result
+
+    def _steadyflow_future_result(self) -> Any:
+        return self.result
+
+    # -- writing (the executor's side) -----------------------------------------------------------
+
+    def set_running(self) -> None:
+        if not self.finished:
+            self._state = RUNNING
+
+    def set_finished(self, result: Any, order: int = 0) -> None:
+        self._state, self._result, self._done_order = FINISHED, result, order
+
+    def set_exception(self, exc: BaseException, order: int = 0, raises: bool = True) -> None:
+        self._state, self._exception, self._raises, self._done_order = FINISHED, exc, raises, order
+
+    def set_cancelled(self, order: int = 0) -> None:
+        self._state, self._done_order = CANCELLED, order
+
+    def __repr__(self) -> str:
+        return f"<Future {self._state} result={self._result!r} exception={self._exception!r}>"
+
+
+class DoneAndNotDone(NamedTuple):
+    done: list[Any]
+    not_done: list[Any]
+
+
+def _finished(f: Any) -> bool:
+    return not isinstance(f, Future) or f.finished
+
+
+def _failed(f: Any) -> bool:
+    return isinstance(f, Future) and f.finished and f.exception is not None
+
+
+def wait(*fs: Any, return_when: str = ALL_COMPLETED) -> Any:
+    """Wait for futures.
+
+    `ALL_COMPLETED` (the default) returns the list of their results, as simpleflow does; the other
+    two return `(done, not_done)` as `concurrent.futures.wait` does, in submission order.
+    """
+    if len(fs) == 1 and isinstance(fs[0], (list, tuple)):
+        fs = tuple(fs[0])
+    if return_when == ALL_COMPLETED:
+        block_until(lambda: all(_finished(f) for f in fs))
+        return [f.result if isinstance(f, Future) else f for f in fs]
+    if return_when == FIRST_COMPLETED:
+        block_until(lambda: not fs or any(_finished(f) for f in fs))
+    elif return_when == FIRST_EXCEPTION:
+        block_until(lambda: all(_finished(f) for f in fs) or any(_failed(f) for f in fs))
+    else:
+        raise ValueError(f"unknown return_when {return_when!r}")
+    return DoneAndNotDone([f for f in fs if _finished(f)], [f for f in fs if not _finished(f)])
+
+
+def as_completed(*fs: Any) -> Iterator[Any]:
+    """Yield futures as they finish, in the order the history finished them."""
+    if len(fs) == 1 and isinstance(fs[0], (list, tuple)):
+        fs = tuple(fs[0])
+    remaining = list(fs)
+    while remaining:
+        block_until(lambda: any(_finished(f) for f in remaining))
+        ready = sorted((f for f in remaining if _finished(f)), key=lambda f: getattr(f, "_done_order", 0))
+        for f in ready:
+            remaining.remove(f)
+            yield f

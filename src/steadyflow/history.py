@@ -1,0 +1,107 @@
+"""History events: the append-only record of an execution, and its only source of truth.
+
+Event and attribute names are Amazon SWF's (camelCase attributes), so that the SWF engine is a
+plain mapping and a history printed by `workflow history --format json` reads like SWF's.
+Timeouts are numbers of seconds (or None), not SWF's strings.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+from dataclasses import dataclass, field
+from typing import Any
+
+# Execution lifecycle
+WORKFLOW_EXECUTION_STARTED = "WorkflowExecutionStarted"
+WORKFLOW_EXECUTION_COMPLETED = "WorkflowExecutionCompleted"
+WORKFLOW_EXECUTION_FAILED = "WorkflowExecutionFailed"
+WORKFLOW_EXECUTION_TERMINATED = "WorkflowExecutionTerminated"
+WORKFLOW_EXECUTION_SIGNALED = "WorkflowExecutionSignaled"
+# Decision tasks
+DECISION_TASK_SCHEDULED = "DecisionTaskScheduled"
+DECISION_TASK_STARTED = "DecisionTaskStarted"
+DECISION_TASK_COMPLETED = "DecisionTaskCompleted"
+DECISION_TASK_TIMED_OUT = "DecisionTaskTimedOut"
+DECISION_TASK_FAILED = "DecisionTaskFailed"
+# Activity tasks
+ACTIVITY_TASK_SCHEDULED = "ActivityTaskScheduled"
+ACTIVITY_TASK_STARTED = "ActivityTaskStarted"
+ACTIVITY_TASK_COMPLETED = "ActivityTaskCompleted"
+ACTIVITY_TASK_FAILED = "ActivityTaskFailed"
+ACTIVITY_TASK_TIMED_OUT = "ActivityTaskTimedOut"
+# Timers and markers
+TIMER_STARTED = "TimerStarted"
+TIMER_FIRED = "TimerFired"
+TIMER_CANCELED = "TimerCanceled"
+START_TIMER_FAILED = "StartTimerFailed"
+CANCEL_TIMER_FAILED = "CancelTimerFailed"
+MARKER_RECORDED = "MarkerRecorded"
+
+CLOSE_EVENTS = {
+    WORKFLOW_EXECUTION_COMPLETED: "completed",
+    WORKFLOW_EXECUTION_FAILED: "failed",
+    WORKFLOW_EXECUTION_TERMINATED: "terminated",
+}
+
+# Events written because a decision asked for them; replay matches them against what `run()` asks.
+COMMAND_EVENTS = frozenset(
+    {
+        ACTIVITY_TASK_SCHEDULED,
+        TIMER_STARTED,
+        TIMER_CANCELED,
+        START_TIMER_FAILED,
+        CANCEL_TIMER_FAILED,
+        MARKER_RECORDED,
+        WORKFLOW_EXECUTION_COMPLETED,
+        WORKFLOW_EXECUTION_FAILED,
+    }
+)
+
+# Timeout types, as SWF names them.
+SCHEDULE_TO_START = "SCHEDULE_TO_START"
+START_TO_CLOSE = "START_TO_CLOSE"
+SCHEDULE_TO_CLOSE = "SCHEDULE_TO_CLOSE"
+HEARTBEAT = "HEARTBEAT"
+
+
+@dataclass(frozen=True)
+class Event:
+    """One history event. `event_id` is dense and starts at 1; `timestamp` is epoch seconds."""
+
+    event_id: int
+    event_type: str
+    timestamp: float
+    attributes: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "eventId": self.event_id,
+            "eventType": self.event_type,
+            "eventTimestamp": format_timestamp(self.timestamp),
+            "attributes": self.attributes,
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Event:
+        """Read our own JSON form, or SWF's (attributes under `<eventType>EventAttributes`)."""
+        event_type = data["eventType"]
+        attrs = data.get("attributes")
+        if attrs is None:
+            key = event_type[0].lower() + event_type[1:] + "EventAttributes"
+            attrs = data.get(key, {})
+        return cls(int(data["eventId"]), event_type, parse_timestamp(data.get("eventTimestamp")), dict(attrs))
+
+
+def format_timestamp(ts: float | None) -> str | None:
+    if ts is None:
+        return None
+    moment = _dt.datetime.fromtimestamp(ts, tz=_dt.timezone.utc)
+    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def parse_timestamp(value: Any) -> float:
+    if value is None:
+        return 0.0
+    if isinstance(value, (int, float)):
+        return float(value)
+    return _dt.datetime.fromisoformat(str(value).replace("Z", "+00:00")).timestamp()

@@ -1,0 +1,27 @@
+"""Shared fixtures: real engines with the real clock, for workflow-level tests."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+from steadyflow.engines import open_engine
+
+ROOT = Path(__file__).resolve().parent.parent
+# Spawned worker processes import test activities as `tests.fixtures...` and examples as `examples...`.
+for path in (str(ROOT),):
+    if path not in sys.path:
+        sys.path.insert(0, path)
+os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH", "")]))
+
+
+@pytest.fixture(params=["memory", "sqlite"])
+def real_engine(request, tmp_path):
+    """An engine on the wall clock: workflow tests run on each engine."""
+    url = "memory://" if request.param == "memory" else f"sqlite:///{tmp_path / 'steadyflow.db'}"
+    engine = open_engine(url)
+    yield engine
+    engine.close()
