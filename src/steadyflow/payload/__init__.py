@@ -1,0 +1,1 @@
+"""Payloads: how values are encoded in histories (JSON, simpleflow's canonical form)."""
