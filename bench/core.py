@@ -19,9 +19,6 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from rich.console import Console  # noqa: E402
-from rich.table import Table  # noqa: E402
-
 from bench.workloads import FanOutBench, SequentialBench  # noqa: E402
 from steadyflow import history as h  # noqa: E402
 from steadyflow.decider import Decider  # noqa: E402
@@ -77,19 +74,20 @@ def main() -> None:
     parser.add_argument("--processes", type=int, default=2)
     parser.add_argument("--engine", help="engine URL (default: a fresh SQLite file)")
     args = parser.parse_args()
-    table = Table(title=f"steadyflow core, {args.processes} worker processes")
-    for col in ("workload", "engine", "activities", "wall s", "activities/s", "sched→done p50 ms",
-                "sched→done p99 ms", "per step ms", "events", "decisions"):
-        table.add_column(col)
+    columns = ("workload", "engine", "activities", "wall s", "activities/s", "sched→done p50 ms",
+               "sched→done p99 ms", "per step ms", "events", "decisions")
+    print(f"steadyflow core, {args.processes} worker processes\n")
+    print("| " + " | ".join(columns) + " |")
+    print("|" + "---|" * len(columns))
     with tempfile.TemporaryDirectory() as tmp:
         for cls, n in ((FanOutBench, args.fanout), (SequentialBench, args.sequential)):
             url = args.engine or f"sqlite:///{tmp}/{cls.name}.db"
             r = run_one(url, cls, n, args.processes)
-            table.add_row(
+            row = (
                 cls.name, url.split(":")[0], str(n), f"{r['wall']:.2f}", f"{r['rate']:.0f}", f"{r['p50']:.1f}",
                 f"{r['p99']:.1f}", f"{r['wall'] / n * 1000:.2f}", str(r["events"]), str(r["decisions"]),
             )
-    Console().print(table)
+            print("| " + " | ".join(row) + " |", flush=True)
 
 
 if __name__ == "__main__":

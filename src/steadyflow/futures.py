@@ -133,7 +133,8 @@ def wait(*fs: Any, return_when: str = ALL_COMPLETED) -> Any:
     if len(fs) == 1 and isinstance(fs[0], (list, tuple)):
         fs = tuple(fs[0])
     if return_when == ALL_COMPLETED:
-        block_until(lambda: all(_finished(f) for f in fs))
+        for f in fs:  # one at a time: linear in the number of futures, however often it wakes
+            block_until(lambda f=f: _finished(f))
         return [f.result if isinstance(f, Future) else f for f in fs]
     if return_when == FIRST_COMPLETED:
         block_until(lambda: not fs or any(_finished(f) for f in fs))

@@ -236,6 +236,10 @@ class SQLiteEngine(Engine):
             raise ConfigError(f"{self.path!r} is not a file path; use memory:// for an in-process engine")
         self._local = threading.local()
         self._lock = threading.Lock()
+        # Wakes this process's pollers when one of its own commits may have made work, so that a
+        # decider and a worker in one process (standalone, tests) hand over without sleeping.
+        self._wake = threading.Condition()
+        self._commits = 0
         self._conns: list[tuple[threading.Thread, sqlite3.Connection, int]] = []  # thread, connection, pid
         self._generation = 0
         parent = os.path.dirname(os.path.abspath(self.path))
@@ -317,6 +321,10 @@ class SQLiteEngine(Engine):
                 if conn.in_transaction:
                     conn.execute("ROLLBACK")
                 raise
+            if begin == "begin_write":
+                with self._wake:
+                    self._commits += 1
+                    self._wake.notify_all()
 
     def _write(self) -> Any:
         """One short write transaction; an exception rolls all of it back."""
@@ -439,6 +447,7 @@ class SQLiteEngine(Engine):
         clock_end, real_end = self.clock() + wait, time.monotonic() + wait
         backoff = _FIRST_BACKOFF
         while True:
+            seen = self._commits
             self.fire_due()
             if peek():
                 with self._write() as conn:
@@ -455,7 +464,9 @@ class SQLiteEngine(Engine):
             due = self.next_due()
             if due is not None and due > now:
                 pause = min(pause, due - now)
-            time.sleep(pause)
+            with self._wake:
+                if self._commits == seen:  # nothing committed here since the peek: wait for news
+                    self._wake.wait(pause)
             backoff = min(backoff * 2, _MAX_BACKOFF)
 
     def _leased(
