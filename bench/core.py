@@ -1,30 +1,121 @@
-"""Core throughput and latency on the SQLite engine, 2 worker processes (issue 2's benchmark).
+"""Core throughput and latency of an engine, 2 worker processes (issue 2's benchmark).
 
-    python3 bench/core.py [--fanout 2000] [--sequential 200] [--processes 2] [--engine URL]
+    python3 bench/core.py [--fanout 2000] [--sequential 200] [--processes 2] [--engine URL ...]
 
 Runs each workload as `standalone` does: a decider thread and a worker pool in one process, on a
-fresh database. Prints one markdown table. Not a test: numbers depend on the machine.
+fresh database: a new SQLite file, or, for a `postgresql://` URL, a new schema (dropped after).
+`--split` runs them as deployed instead: `steadyflow decider start` and `steadyflow worker start`,
+each a process of its own (after a warm-up execution, so that start-up is not measured).
+`--engine` may be given several times to compare engines in one table; `--engine sqlite` (the
+default) is a new SQLite file per workload, e.g.
+
+    python3 bench/core.py --engine sqlite --engine postgresql://postgres@127.0.0.1:5432/test
+
+Prints one markdown table. Not a test: numbers depend on the machine.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
+import subprocess
 import sys
 import tempfile
 import threading
 import time
+import urllib.parse
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.workloads import FanOutBench, SequentialBench  # noqa: E402
+from bench.workloads import FanOutBench, SequentialBench, noop  # noqa: E402
 from steadyflow import history as h  # noqa: E402
 from steadyflow.decider import Decider  # noqa: E402
 from steadyflow.engines import open_engine  # noqa: E402
 from steadyflow.local import start  # noqa: E402
 from steadyflow.worker import WorkerPool  # noqa: E402
+
+
+@contextmanager
+def fresh_engine_url(base: str | None, tmp: str, name: str) -> Iterator[str]:
+    """A URL naming an empty database for one workload: a new SQLite file or PostgreSQL schema."""
+    if base in (None, "sqlite"):
+        yield f"sqlite:///{tmp}/{name}.db"
+        return
+    if not base.startswith(("postgresql://", "postgres://")):
+        yield base
+        return
+    import psycopg
+    from psycopg import sql
+
+    schema = f"sf_bench_{name.replace('-', '_')}_{uuid.uuid4().hex[:8]}"
+    try:
+        yield f"{base}{'&' if '?' in base else '?'}schema={schema}"
+    finally:
+        with psycopg.connect(_libpq_url(base), autocommit=True) as conn:
+            conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(schema)))
+
+
+def _libpq_url(url: str) -> str:
+    """`url` without the query options only steadyflow understands."""
+    parts = urllib.parse.urlsplit(url)
+    query = [(k, v) for k, v in urllib.parse.parse_qsl(parts.query) if k not in ("schema", "pool_size", "reconnect_timeout")]
+    return urllib.parse.urlunsplit(parts._replace(query=urllib.parse.urlencode(query, quote_via=urllib.parse.quote)))
+
+
+def measure(engine, wid: str, rid: str, n: int, wall: float) -> dict:
+    info = engine.describe_execution(wid, rid)
+    assert info.status == "completed", info
+    events = engine.get_history(wid, rid)
+    scheduled = {e.event_id: e.timestamp for e in events if e.event_type == h.ACTIVITY_TASK_SCHEDULED}
+    latencies = [
+        e.timestamp - scheduled[e.attributes["scheduledEventId"]]
+        for e in events
+        if e.event_type == h.ACTIVITY_TASK_COMPLETED
+    ]
+    return {
+        "wall": wall,
+        "rate": n / wall,
+        "p50": statistics.median(latencies) * 1000,
+        "p99": sorted(latencies)[int(len(latencies) * 0.99) - 1] * 1000 if latencies else 0.0,
+        "events": len(events),
+        "decisions": sum(e.event_type == h.DECISION_TASK_COMPLETED for e in events),
+    }
+
+
+def run_until_closed(engine, cls, n: int, task_list: str) -> tuple[str, str, float]:
+    t0 = time.perf_counter()
+    wid, rid = start(engine, cls, [n], task_list=task_list)
+    while engine.describe_execution(wid, rid).is_open:
+        time.sleep(0.005)
+    return wid, rid, time.perf_counter() - t0
+
+
+def run_split(url: str, cls, n: int, processes: int) -> dict:
+    """Decider and worker pool as processes of their own, started by the CLI as in a deployment."""
+    engine = open_engine(url)
+    task_list = f"bench-{cls.name}"
+    env = dict(os.environ, PYTHONPATH=str(ROOT), STEADYFLOW_URL=url, LOG_LEVEL="WARNING")
+    commands = (
+        ["decider", "start", "--task-list", task_list, f"{cls.__module__}.{cls.__name__}"],
+        ["worker", "start", "--task-list", noop.options.task_list, "--processes", str(processes), "-m", "bench.workloads"],
+    )
+    procs = [subprocess.Popen([sys.executable, "-m", "steadyflow", *c], env=env, cwd=ROOT) for c in commands]
+    try:
+        run_until_closed(engine, cls, 1, task_list)  # warm-up: both processes are up and polling
+        wid, rid, wall = run_until_closed(engine, cls, n, task_list)
+        return measure(engine, wid, rid, n, wall)
+    finally:
+        for proc in procs:
+            proc.terminate()
+        for proc in procs:
+            proc.wait(60)
+        engine.close()
 
 
 def run_one(url: str, cls, n: int, processes: int) -> dict:
@@ -39,32 +130,13 @@ def run_one(url: str, cls, n: int, processes: int) -> dict:
     decider = Decider(engine, task_list, [cls], activity_task_list=task_list)
     dec_thread = threading.Thread(target=decider.run, args=(stop, 0.05), daemon=True)
     dec_thread.start()
-    t0 = time.perf_counter()
-    wid, rid = start(engine, cls, [n], task_list=task_list)
-    while engine.describe_execution(wid, rid).is_open:
-        time.sleep(0.005)
-    wall = time.perf_counter() - t0
+    wid, rid, wall = run_until_closed(engine, cls, n, task_list)
     stop.set()
     dec_thread.join(10)
     pool_thread.join(30)
-    info = engine.describe_execution(wid, rid)
-    events = engine.get_history(wid, rid)
-    scheduled = {e.event_id: e.timestamp for e in events if e.event_type == h.ACTIVITY_TASK_SCHEDULED}
-    latencies = [
-        e.timestamp - scheduled[e.attributes["scheduledEventId"]]
-        for e in events
-        if e.event_type == h.ACTIVITY_TASK_COMPLETED
-    ]
+    result = measure(engine, wid, rid, n, wall)
     engine.close()
-    assert info.status == "completed", info
-    return {
-        "wall": wall,
-        "rate": n / wall,
-        "p50": statistics.median(latencies) * 1000,
-        "p99": sorted(latencies)[int(len(latencies) * 0.99) - 1] * 1000 if latencies else 0.0,
-        "events": len(events),
-        "decisions": decider.decided,
-    }
+    return result
 
 
 def main() -> None:
@@ -72,22 +144,27 @@ def main() -> None:
     parser.add_argument("--fanout", type=int, default=2000)
     parser.add_argument("--sequential", type=int, default=200)
     parser.add_argument("--processes", type=int, default=2)
-    parser.add_argument("--engine", help="engine URL (default: a fresh SQLite file)")
+    parser.add_argument(
+        "--engine", action="append", help="engine URL, repeatable (default: a fresh SQLite file)"
+    )
+    parser.add_argument("--split", action="store_true", help="decider and workers in processes of their own")
     args = parser.parse_args()
     columns = ("workload", "engine", "activities", "wall s", "activities/s", "sched→done p50 ms",
                "sched→done p99 ms", "per step ms", "events", "decisions")
-    print(f"steadyflow core, {args.processes} worker processes\n")
+    shape = "decider and worker processes of their own" if args.split else "decider thread and worker pool in one process"
+    print(f"steadyflow core, {args.processes} worker processes, {shape}\n")
     print("| " + " | ".join(columns) + " |")
     print("|" + "---|" * len(columns))
     with tempfile.TemporaryDirectory() as tmp:
-        for cls, n in ((FanOutBench, args.fanout), (SequentialBench, args.sequential)):
-            url = args.engine or f"sqlite:///{tmp}/{cls.name}.db"
-            r = run_one(url, cls, n, args.processes)
-            row = (
-                cls.name, url.split(":")[0], str(n), f"{r['wall']:.2f}", f"{r['rate']:.0f}", f"{r['p50']:.1f}",
-                f"{r['p99']:.1f}", f"{r['wall'] / n * 1000:.2f}", str(r["events"]), str(r["decisions"]),
-            )
-            print("| " + " | ".join(row) + " |", flush=True)
+        for base in args.engine or [None]:
+            for cls, n in ((FanOutBench, args.fanout), (SequentialBench, args.sequential)):
+                with fresh_engine_url(base, tmp, cls.name) as url:
+                    r = (run_split if args.split else run_one)(url, cls, n, args.processes)
+                row = (
+                    cls.name, url.split(":")[0], str(n), f"{r['wall']:.2f}", f"{r['rate']:.0f}", f"{r['p50']:.1f}",
+                    f"{r['p99']:.1f}", f"{r['wall'] / n * 1000:.2f}", str(r["events"]), str(r["decisions"]),
+                )
+                print("| " + " | ".join(row) + " |", flush=True)
 
 
 if __name__ == "__main__":

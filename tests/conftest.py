@@ -25,3 +25,15 @@ def real_engine(request, tmp_path):
     engine = open_engine(url)
     yield engine
     engine.close()
+
+
+@pytest.fixture
+def pg_schema():
+    """A fresh PostgreSQL schema (`.url`, `.name`) dropped after the test; see `tests/pg.py`.
+
+    Skips when no server answers, and fails instead when `CI=true`.
+    """
+    from tests import pg
+
+    with pg.fresh_schema() as schema:
+        yield schema

@@ -149,3 +149,60 @@ def test_foreign_sqlite_database_gives_one_line_error(tmp_path):
     con.close()
     proc = sf("--engine", "sqlite:///other.db", "workflow", "list", cwd=tmp_path)
     assert_one_line_error(proc, "is not a steadyflow database")
+
+
+def test_signal_query_cancel_and_replay_from_the_command_line(tmp_path):
+    started = sf("workflow", "start", "tests.fixtures.features.Stateful", "--workflow-id", "st", "--task-list", "q",
+                 cwd=tmp_path)
+    assert started.returncode == 0, started.stderr
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    env.pop("STEADYFLOW_URL", None)
+    decider = subprocess.Popen([sys.executable, "-m", "steadyflow", "decider", "start", "--task-list", "q",
+                                "tests.fixtures.features.Stateful"], cwd=tmp_path, env=env,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        assert sf("workflow", "signal", "st", "add", "--input", '{"args": [4], "kwargs": {}}', cwd=tmp_path).returncode == 0
+        assert sf("workflow", "signal", "st", "add", "--input", '{"args": [6], "kwargs": {}}', cwd=tmp_path).returncode == 0
+        answer = sf("workflow", "query", "st", "items", cwd=tmp_path)
+        assert answer.returncode == 0, answer.stderr
+        assert json.loads(answer.stdout) == [4, 6]
+        unknown = sf("workflow", "query", "st", "nope", cwd=tmp_path)
+        assert_one_line_error(unknown, "has no query 'nope'")
+        bad = sf("workflow", "signal", "st", "add", "--input", "{oops", cwd=tmp_path)
+        assert_one_line_error(bad, "--input is not valid JSON")
+        assert sf("workflow", "cancel", "st", cwd=tmp_path).returncode == 0
+        done = sf("workflow", "result", "st", "--wait", "--timeout", "60", cwd=tmp_path)
+        assert done.returncode == 1 and "canceled" in done.stderr
+    finally:
+        decider.terminate()
+        decider.wait(timeout=30)
+    for verb in ("signal", "cancel", "query"):
+        extra = ["add"] if verb != "cancel" else []
+        closed = sf("workflow", verb, "st", *extra, cwd=tmp_path)
+        assert closed.returncode == 1 and "canceled" in closed.stderr and "Traceback" not in closed.stderr
+        missing = sf("workflow", verb, "ghost", *extra, cwd=tmp_path)
+        assert_one_line_error(missing, "no execution with workflow id 'ghost'")
+    history = sf("workflow", "history", "st", "--format", "json", cwd=tmp_path)
+    (tmp_path / "st.json").write_text(history.stdout)
+    replay = sf("workflow", "replay", "st.json", cwd=tmp_path)
+    assert replay.returncode == 0 and "replays without non-determinism" in replay.stdout
+    broken = sf("workflow", "replay", "st.json", "--workflow", "tests.fixtures.workflows.FanOut", cwd=tmp_path)
+    assert_one_line_error(broken, "non-deterministic workflow at event")
+
+
+def test_workflow_tasks_shows_the_last_heartbeat_details(tmp_path):
+    from steadyflow.decisions import ScheduleActivityTask
+    from steadyflow.engines import open_engine
+
+    engine = open_engine(f"sqlite:///{tmp_path / 'steadyflow.db'}")
+    engine.start_execution("hb-1", "t", "1", "tl", None)
+    task = engine.poll_decision_task("tl")
+    engine.complete_decision_task(task.token, [ScheduleActivityTask("activity-x-1", "x", "1", "tl", "{}")])
+    running = engine.poll_activity_task("tl")
+    engine.heartbeat_activity_task(running.token, '{"done": 40}')
+    engine.close()
+    rows = json.loads(sf("workflow", "tasks", "hb-1", "--format", "json", cwd=tmp_path).stdout)
+    assert rows == [{
+        "Tasks": "activity-x-1", "Last State": "started", "Last State Time": rows[0]["Last State Time"],
+        "Scheduled Time": rows[0]["Scheduled Time"], "Attempts": 1, "Last Heartbeat": '{"done": 40}',
+    }]

@@ -159,3 +159,32 @@ def test_events_arriving_during_a_decision_are_seen_only_at_the_next_one():
     assert marker.attributes["details"] == "[2]"
     # And a full replay agrees with what was recorded.
     assert Executor(SeesOnlyWhatItSaw).decide(engine.get_history(wid)) == []
+
+
+def test_task_handed_back_by_a_stopping_worker_is_rescheduled_without_using_an_attempt():
+    engine = MemoryEngine()
+    wid, _ = start(engine, wf.Sequential, [1], task_list="t")  # inc has no retry
+    decider = Decider(engine, "t", [wf.Sequential], activity_task_list="t")
+    decider.run_once()
+    task = engine.poll_activity_task("t")
+    engine.fail_activity_task(task.token, "WorkerShutdown: task handed back on shutdown")
+    decider.run_once()
+    again = engine.poll_activity_task("t")
+    assert again.activity_id == task.activity_id and json.loads(again.control) == {"attempt": 1}
+    engine.complete_activity_task(again.token, "1")
+    decider.run_once()
+    assert engine.describe_execution(wid).status == "completed"
+
+
+def test_no_retry_once_cancellation_was_requested():
+    engine = MemoryEngine()
+    wid, _ = start(engine, wf.Retrying, [10], task_list="t")  # flaky has retry=3
+    decider = Decider(engine, "t", [wf.Retrying], activity_task_list="t")
+    decider.run_once()
+    task = engine.poll_activity_task("t")
+    engine.request_cancel_execution(wid)
+    engine.fail_activity_task(task.token, "RuntimeError: attempt 1 fails")
+    decider.run_once()
+    events = engine.get_history(wid)
+    assert sum(e.event_type == h.ACTIVITY_TASK_SCHEDULED for e in events) == 1
+    assert engine.describe_execution(wid).status == "canceled"

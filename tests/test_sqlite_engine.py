@@ -9,8 +9,11 @@ import json
 import multiprocessing
 import os
 import sqlite3
+import subprocess
+import sys
 import threading
 import time
+from pathlib import Path
 
 import pytest
 
@@ -367,6 +370,11 @@ def test_a_forked_child_opens_its_own_connection(db):
 # -- the same behaviour as the reference engine --------------------------------------------------
 
 
+def _no_run_id(attributes: dict) -> dict:
+    """Run ids are random: compare everything else."""
+    return {k: v for k, v in attributes.items() if k != "runId"}
+
+
 def _scenario(engine, clock) -> list:
     """Drive an engine through most of the contract; return everything observable but ids and tokens."""
     seen: list = []
@@ -384,7 +392,7 @@ def _scenario(engine, clock) -> list:
     seen.append((first.activity_id, first.scheduled_event_id, first.started_event_id))
     seen.append(engine.heartbeat_activity_task(first.token, "hb"))
     d2 = engine.poll_decision_task("deciders", "decider")  # never answered: its lease runs out
-    seen.append((d2.workflow_id, [(e.event_id, e.event_type, e.attributes) for e in d2.history]))
+    seen.append((d2.workflow_id, [(e.event_id, e.event_type, _no_run_id(e.attributes)) for e in d2.history]))
     second = engine.poll_activity_task("workers", "w2")
     clock.advance(3)
     seen.append(engine.fire_due())
@@ -402,7 +410,7 @@ def _scenario(engine, clock) -> list:
     for wid in ("wf-1", "wf-2"):
         info = engine.describe_execution(wid)
         seen.append({k: v for k, v in vars(info).items() if k != "run_id"})
-        seen.append([(e.event_id, e.event_type, e.timestamp, e.attributes) for e in engine.get_history(wid)])
+        seen.append([(e.event_id, e.event_type, e.timestamp, _no_run_id(e.attributes)) for e in engine.get_history(wid)])
     seen.append([i.workflow_id for i in engine.list_executions()])
     seen.append(engine.next_due())
     return seen
@@ -414,3 +422,36 @@ def test_it_records_exactly_what_the_memory_engine_records(db):
     engine = SQLiteEngine(db, clock=sqlite_clock)
     assert _scenario(engine, sqlite_clock) == expected
     engine.close()
+
+
+# -- steadyflow db ---------------------------------------------------------------------------------
+
+
+def _db_cli(*args: str, cwd) -> subprocess.CompletedProcess[str]:
+    env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parent.parent))
+    env.pop("STEADYFLOW_URL", None)
+    return subprocess.run(
+        [sys.executable, "-m", "steadyflow", *args], cwd=cwd, capture_output=True, text=True, timeout=120, env=env
+    )
+
+
+def test_db_status_and_upgrade_on_a_sqlite_file(tmp_path):
+    missing = _db_cli("db", "status", cwd=tmp_path)
+    assert missing.returncode == 1 and "state: missing" in missing.stdout
+    if (tmp_path / "steadyflow.db").exists():  # status created no table
+        conn = sqlite3.connect(tmp_path / "steadyflow.db")
+        assert conn.execute("SELECT count(*) FROM sqlite_master").fetchone()[0] == 0
+        conn.close()
+    upgraded = _db_cli("db", "upgrade", cwd=tmp_path)
+    assert upgraded.returncode == 0 and f"-> {SCHEMA_VERSION}" in upgraded.stdout, upgraded.stderr
+    again = _db_cli("db", "upgrade", cwd=tmp_path)
+    assert again.returncode == 0 and "up to date" in again.stdout
+    status = _db_cli("db", "status", "--format", "json", cwd=tmp_path)
+    assert status.returncode == 0 and json.loads(status.stdout)[0]["schema version"] == SCHEMA_VERSION
+    conn = sqlite3.connect(tmp_path / "steadyflow.db")
+    conn.execute("UPDATE steadyflow_meta SET value = ? WHERE key = 'schema_version'", (str(SCHEMA_VERSION + 1),))
+    conn.commit()
+    conn.close()
+    newer = _db_cli("db", "upgrade", cwd=tmp_path)
+    assert newer.returncode == 1 and "Traceback" not in newer.stderr
+    assert newer.stderr.strip().splitlines() == [newer.stderr.strip()] and "newer than this steadyflow" in newer.stderr

@@ -345,10 +345,7 @@ def test_cancellation_reaches_the_activity(memory_engine):
     wid = schedule(engine, act("c1", "until_cancelled", 20, heartbeat_timeout=1.0))
     with running_pool(engine) as pool:
         wait_for(engine, lambda: pool.running == 1, what="the task to start")
-        # No decision requests cancellation yet; set the flag the memory engine reports.
-        with engine._cond:
-            for task in engine._activities.values():
-                task.cancel_requested = True
+        engine.request_cancel_execution(wid)  # flags the execution's open activity tasks
         [done] = wait_events(engine, wid, h.ACTIVITY_TASK_COMPLETED)
     assert done.attributes["result"] == '"cancelled"'
 

@@ -14,6 +14,8 @@ from . import (
 from .activity import Activity, context, heartbeat
 from .errors import (
     ActivityNotFound,
+    CancelledError,
+    ChildWorkflowFailed,
     ConfigError,
     EngineError,
     EngineUnavailable,
@@ -32,13 +34,15 @@ from .errors import (
     WorkflowNotFound,
 )
 from .retry import RetryPolicy
-from .workflow import Workflow
+from .workflow import Workflow, cached, nondeterministic, query
 
 __version__ = "0.1.0"
 
 __all__ = [
     "Activity",
     "ActivityNotFound",
+    "CancelledError",
+    "ChildWorkflowFailed",
     "ConfigError",
     "EngineError",
     "EngineUnavailable",
@@ -58,7 +62,10 @@ __all__ = [
     "WorkflowFailed",
     "WorkflowNotFound",
     "activity",
+    "cached",
     "context",
     "futures",
     "heartbeat",
+    "nondeterministic",
+    "query",
 ]

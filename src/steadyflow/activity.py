@@ -49,6 +49,12 @@ class ActivityOptions:
     heartbeat_timeout: float | None = DEFAULT_HEARTBEAT_TIMEOUT
     idempotent: bool = False
     raises_on_failure: bool | None = None
+    alarm_timeout: float | None = None
+    """Seconds after which the worker raises `TimeoutError` inside the running task (SIGALRM), so
+    it can clean up; Python code only: a call stuck in C code does not see it until it returns."""
+    hard_timeout: float | None = None
+    """Seconds after which the worker kills the process running the task (SIGTERM, then SIGKILL),
+    even when it is stuck in C code; the attempt fails with `TimeoutError` and may be retried."""
 
 
 class Activity:
@@ -87,26 +93,34 @@ def with_attributes(
     heartbeat_timeout: float | _dt.timedelta | None = DEFAULT_HEARTBEAT_TIMEOUT,
     idempotent: bool | None = None,
     raises_on_failure: bool | None = None,
+    alarm_timeout: float | _dt.timedelta | None = None,
+    hard_timeout: float | _dt.timedelta | None = None,
     **unsupported: Any,
-) -> Callable[[Callable[..., Any]], Activity]:
+) -> _Decorator:
     """simpleflow's decorator factory, with its parameter names and meanings.
 
     `retry=N` means N retries (`maximum_attempts=N+1`, at once, as simpleflow does); `retry_policy=`
     gives backoff and non-retryable types instead. `raises_on_failure=True` fails the workflow as
     soon as the last attempt fails; `False` leaves `.exception` set and `.result` None; when not
     given, reading `.result` raises `TaskFailed`.
+
+    `alarm_timeout` and `hard_timeout` (sqstaskmaster's names) are enforced by the worker that runs
+    the activity, not scheduled with it: the alarm raises `TimeoutError` inside the task, the hard
+    timeout kills its process. A worker's `--alarm-timeout`/`--hard-timeout` apply when not given.
     """
     if unsupported:
         raise ConfigError(f"unknown activity attribute(s): {', '.join(sorted(unsupported))}")
     if retry_policy is not None and retry:
         raise ConfigError("give either retry=N or retry_policy=, not both")
     policy = retry_policy or (RetryPolicy.from_retry_count(retry) if retry else NO_RETRY)
+    limits = {"alarm_timeout": _seconds(alarm_timeout), "hard_timeout": _seconds(hard_timeout)}
+    for key, value in limits.items():
+        if value is not None and value <= 0:
+            raise ConfigError(f"{key} must be a positive number of seconds, not {value}")
 
-    def decorator(func: Callable[..., Any]) -> Activity:
-        if isinstance(func, Activity):
-            func = func.func
-        options = ActivityOptions(
-            name=name or default_name(func),
+    def options_for(activity_name: str) -> ActivityOptions:
+        return ActivityOptions(
+            name=activity_name,
             version=version or DEFAULT_VERSION,
             task_list=task_list,
             priority=task_priority or 0,
@@ -117,12 +131,48 @@ def with_attributes(
             heartbeat_timeout=_seconds(heartbeat_timeout),
             idempotent=bool(idempotent),
             raises_on_failure=raises_on_failure,
+            **limits,
         )
-        act = Activity(func, options)
-        _registry[options.name] = act
+
+    return _Decorator(name, options_for)
+
+
+class _Decorator:
+    """What `with_attributes(...)` returns: decorates (and registers) a function; `named()` also
+    uses it to build the options of an activity that has no function here."""
+
+    def __init__(self, name: str | None, options_for: Callable[[str], ActivityOptions]) -> None:
+        self.name = name
+        self.options_for = options_for
+
+    def __call__(self, func: Callable[..., Any]) -> Activity:
+        if isinstance(func, Activity):
+            func = func.func
+        act = Activity(func, self.options_for(self.name or default_name(func)))
+        _registry[act.options.name] = act
         return act
 
-    return decorator
+
+def named(name: str, task_list: str | None = None, version: str | None = DEFAULT_VERSION, **attributes: Any) -> Activity:
+    """An activity known only by its name, for a workflow to schedule work another codebase runs.
+
+    `self.submit(activity.named("hello"), {"who": "me"})` schedules a task named `hello` on task
+    list `hello` (the task list defaults to the name, which is how a stefuna-style `activity-server`
+    polls it). The other attributes are `with_attributes`'s. Calling the returned activity locally
+    raises `ActivityNotFound`; it is not registered, so it never hides a real definition.
+    """
+    if not isinstance(name, str) or not name.strip():
+        raise ConfigError(f"an activity name must be a non-empty string, not {name!r}")
+
+    def remote_only(*args: Any, **kwargs: Any) -> Any:
+        raise ActivityNotFound(
+            f"activity {name!r} is known here only by its name: submit it from a workflow, and a worker "
+            f"polling task list {task_list or name!r} that defines it runs it"
+        )
+
+    remote_only.__name__ = remote_only.__qualname__ = name
+    decorator = with_attributes(name=name, version=version, task_list=task_list or name, **attributes)
+    return Activity(remote_only, decorator.options_for(name))
 
 
 def as_activity(obj: Any) -> Activity:
@@ -166,13 +216,29 @@ def find_activity(name: str, modules: tuple[str, ...] = ()) -> Activity:
 # -- inside a running activity -------------------------------------------------------------------
 
 
+class ActivityCancelled(BaseException):  # noqa: N818 - the name says what happened, like CancelledError
+    """Raised by `heartbeat(details, raise_on_cancel=True)` once cancellation of the task was requested.
+
+    A `BaseException`, like `CancelledError` in workflows, so that a broad `except Exception` in
+    activity code does not swallow it; catch it by name to clean up. The worker reports the attempt
+    as failed with reason `ActivityCancelled: ...`.
+    """
+
+
 class TaskContext:
     """What a running activity can ask of the worker that runs it."""
 
     def __init__(self, task: dict[str, Any], send_heartbeat: Callable[[Any], bool] | None = None) -> None:
         self.task = task
         self._send = send_heartbeat
-        self.cancel_requested = False
+        self._cancel = False
+
+    @property
+    def cancel_requested(self) -> bool:
+        """True once cancellation was requested; cheap enough to poll in a loop (sends nothing)."""
+        if not self._cancel and self._send is not None:
+            self._cancel = bool(self._send(None))
+        return self._cancel
 
     @property
     def workflow_id(self) -> str:
@@ -190,10 +256,14 @@ class TaskContext:
     def attempt(self) -> int:
         return int(self.task.get("attempt", 1))
 
-    def heartbeat(self, details: Any = None) -> bool:
+    def heartbeat(self, details: Any = None, raise_on_cancel: bool = False) -> bool:
+        """Publish `details` (if not None); return True, or raise `ActivityCancelled` when
+        `raise_on_cancel`, once cancellation was requested."""
         if self._send is not None:
-            self.cancel_requested = bool(self._send(details)) or self.cancel_requested
-        return self.cancel_requested
+            self._cancel = bool(self._send(details)) or self._cancel
+        if self._cancel and raise_on_cancel:
+            raise ActivityCancelled(f"cancellation of activity {self.activity_id or '?'} was requested")
+        return self._cancel
 
 
 _current_task: contextvars.ContextVar[TaskContext | None] = contextvars.ContextVar("steadyflow_task", default=None)
@@ -207,14 +277,16 @@ def context() -> TaskContext:
     return ctx
 
 
-def heartbeat(details: Any = None) -> bool:
+def heartbeat(details: Any = None, raise_on_cancel: bool = False) -> bool:
     """Report progress from activity code; returns True once cancellation was requested.
 
     The worker's supervisor already heartbeats running tasks, so calling this is only needed to
-    publish progress details. Outside a worker it does nothing.
+    publish progress details (they are kept with the task and end up in `ActivityTaskTimedOut`)
+    and to learn of cancellation. With `raise_on_cancel=True` a requested cancellation raises
+    `ActivityCancelled` instead of returning True. Outside a worker it does nothing.
     """
     ctx = _current_task.get()
-    return ctx.heartbeat(details) if ctx is not None else False
+    return ctx.heartbeat(details, raise_on_cancel) if ctx is not None else False
 
 
 class _ActivityModule(types.ModuleType):

@@ -14,10 +14,11 @@ import socket
 import threading
 import traceback
 from collections.abc import Iterable
+from typing import Any
 
 from .engines.base import DecisionTask, Engine
-from .errors import SteadyflowError, UnknownTask, WorkflowNotFound
-from .history import WORKFLOW_EXECUTION_STARTED
+from .errors import ExecutionClosed, SteadyflowError, UnknownTask, WorkflowNotFound
+from .history import WORKFLOW_EXECUTION_STARTED, Event
 from .payload import json as sfjson
 from .replay import Executor
 from .workflow import Workflow
@@ -67,26 +68,27 @@ class Decider:
             self._by_name[cls.type_name()] = cls
         self.decided = 0
 
-    def workflow_class(self, task: DecisionTask) -> type[Workflow]:
+    def class_for(self, history: list[Event], workflow_type: str | None = None) -> type[Workflow]:
         """The class named by the input's `__extra.class` (simpleflow), else by the type name."""
-        first = task.history[0] if task.history else None
+        first = history[0] if history else None
         path = None
         if first is not None and first.event_type == WORKFLOW_EXECUTION_STARTED:
             data = sfjson.loads_or_raw(first.attributes.get("input"))
             if isinstance(data, dict):
                 path = (data.get("__extra") or {}).get("class")
-        for key in (path, task.workflow_type):
+            workflow_type = workflow_type or first.attributes.get("workflowType", {}).get("name")
+        for key in (path, workflow_type):
             if key and key in self._by_name:
                 return self._by_name[key]
-        for key in (path, task.workflow_type):
+        for key in (path, workflow_type):
             if key and "." in key:
                 cls = load_workflow(key)
                 self._by_name[key] = cls
                 return cls
-        raise WorkflowNotFound(f"unknown workflow type {task.workflow_type!r}")
+        raise WorkflowNotFound(f"unknown workflow type {workflow_type!r}")
 
     def decide(self, task: DecisionTask) -> list:
-        cls = self.workflow_class(task)
+        cls = self.class_for(task.history, task.workflow_type)
         executor = Executor(cls, task.workflow_id, task.run_id, task.task_list, self.activity_task_list)
         return executor.decide(task.history)
 
@@ -119,3 +121,21 @@ class Decider:
         log.info("decider %s polling task list %r", self.identity, self.task_list)
         while not stop.is_set():
             self.run_once(wait=poll_wait)
+
+
+def query_workflow(
+    engine: Engine,
+    workflow_id: str,
+    run_id: str | None,
+    name: str,
+    args: tuple[Any, ...] = (),
+    workflows: Decider | None = None,
+) -> Any:
+    """Answer a `@query` method of an open execution from its replayed state; nothing is recorded."""
+    info = engine.describe_execution(workflow_id, run_id)
+    if not info.is_open:
+        raise ExecutionClosed(f"execution {workflow_id} is {info.status}; only open executions answer queries")
+    history = engine.get_history(workflow_id, info.run_id)
+    decider = workflows or Decider(engine, info.task_list)
+    cls = decider.class_for(history, info.workflow_type)
+    return Executor(cls, info.workflow_id, info.run_id, info.task_list).query(history, name, tuple(args))

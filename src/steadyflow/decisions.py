@@ -65,6 +65,87 @@ class FailWorkflowExecution:
     details: str | None = None
 
 
-Decision = ScheduleActivityTask | StartTimer | CancelTimer | RecordMarker | CompleteWorkflowExecution | FailWorkflowExecution
+@dataclass(frozen=True)
+class CancelWorkflowExecution:
+    """Appends `WorkflowExecutionCanceled` and closes the execution as canceled."""
 
-CLOSE_DECISIONS = (CompleteWorkflowExecution, FailWorkflowExecution)
+    details: str | None = None
+
+
+@dataclass(frozen=True)
+class ContinueAsNewWorkflowExecution:
+    """Closes this run (`WorkflowExecutionContinuedAsNew`) and starts the next one of the same id.
+
+    The new run keeps the workflow id, type, parent and tags; its history starts afresh with `input`.
+    """
+
+    input: str | None = None
+    task_list: str | None = None
+    version: str | None = None
+
+
+@dataclass(frozen=True)
+class SignalExternalWorkflowExecution:
+    """Appends `SignalExternalWorkflowExecutionInitiated`; the target (possibly this very execution)
+    gets `WorkflowExecutionSignaled`, and this one `ExternalWorkflowExecutionSignaled` or
+    `SignalExternalWorkflowExecutionFailed` (unknown or closed target), in the same transaction."""
+
+    workflow_id: str
+    run_id: str | None
+    signal_name: str
+    input: str | None = None
+    control: str | None = None
+
+
+PARENT_CLOSE_POLICIES = ("terminate", "request_cancel", "abandon")
+
+
+@dataclass(frozen=True)
+class StartChildWorkflowExecution:
+    """Appends `StartChildWorkflowExecutionInitiated` and starts the child in the same transaction.
+
+    The parent then records `ChildWorkflowExecutionStarted` (or `StartChildWorkflowExecutionFailed`
+    when the id is already running) and, when the child closes, `ChildWorkflowExecution<Status>`.
+    When the parent closes first, `parent_close_policy` is applied to the open child.
+    """
+
+    workflow_id: str
+    workflow_type: str
+    version: str
+    task_list: str
+    input: str | None = None
+    control: str | None = None
+    parent_close_policy: str = "terminate"
+    tags: tuple[str, ...] = ()
+    decision_timeout: float | None = None
+
+
+Decision = (
+    ScheduleActivityTask
+    | StartTimer
+    | CancelTimer
+    | RecordMarker
+    | SignalExternalWorkflowExecution
+    | StartChildWorkflowExecution
+    | CompleteWorkflowExecution
+    | FailWorkflowExecution
+    | CancelWorkflowExecution
+    | ContinueAsNewWorkflowExecution
+)
+
+CLOSE_DECISIONS = (
+    CompleteWorkflowExecution,
+    FailWorkflowExecution,
+    CancelWorkflowExecution,
+    ContinueAsNewWorkflowExecution,
+)
+
+ALL_DECISIONS = (
+    ScheduleActivityTask,
+    StartTimer,
+    CancelTimer,
+    RecordMarker,
+    SignalExternalWorkflowExecution,
+    StartChildWorkflowExecution,
+    *CLOSE_DECISIONS,
+)

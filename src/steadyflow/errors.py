@@ -49,10 +49,10 @@ class WorkflowError(SteadyflowError):
 class WorkflowAlreadyStarted(WorkflowError):
     """An open execution already has this workflow id."""
 
-    def __init__(self, workflow_id: str, run_id: str | None = None) -> None:
+    def __init__(self, workflow_id: str, run_id: str | None = None, reason: str | None = None) -> None:
         self.workflow_id = workflow_id
         self.run_id = run_id
-        super().__init__(f"workflow id {workflow_id!r} is already running (run {run_id})")
+        super().__init__(f"workflow id {workflow_id!r} " + (reason or f"is already running (run {run_id})"))
 
 
 class NonDeterminismError(WorkflowError):
@@ -114,6 +114,15 @@ class TaskFailed(SteadyflowError):
     __str__ = __repr__
 
 
+class ChildWorkflowFailed(TaskFailed):
+    """A child workflow did not complete (failed, canceled, terminated, or could not start)."""
+
+    def __init__(self, workflow_id: str, status: str, reason: str | None = None, details: Any = None) -> None:
+        self.workflow_id = workflow_id
+        self.status = status
+        super().__init__(workflow_id, reason or f"child workflow {status}", details)
+
+
 class TaskTimedOut(TaskFailed):
     """An activity timed out after its last attempt."""
 
@@ -137,12 +146,22 @@ class PayloadTooLarge(PayloadError):
     """A payload is larger than the configured maximum."""
 
 
+class CancelledError(BaseException):
+    """Raised inside `run()` at its next wait once cancellation was requested.
+
+    A `BaseException`, so that `except Exception` in workflow code does not swallow it; catch it
+    by name to clean up, then return (the execution completes) or re-raise (it ends canceled).
+    """
+
+
 class ConfigError(SteadyflowError):
     """A command line, URL or configuration value is invalid (usage error, exit code 2)."""
 
 
 __all__ = [
     "ActivityNotFound",
+    "CancelledError",
+    "ChildWorkflowFailed",
     "ConfigError",
     "EngineError",
     "EngineUnavailable",

@@ -2,7 +2,8 @@
 
 Event and attribute names are Amazon SWF's (camelCase attributes), so that the SWF engine is a
 plain mapping and a history printed by `workflow history --format json` reads like SWF's.
-Timeouts are numbers of seconds (or None), not SWF's strings.
+Timeouts are numbers of seconds (or None), not SWF's strings. `WorkflowExecutionStarted` also
+records the execution's own `workflowId` and `runId`, so a saved history replays on its own.
 """
 
 from __future__ import annotations
@@ -17,6 +18,22 @@ WORKFLOW_EXECUTION_COMPLETED = "WorkflowExecutionCompleted"
 WORKFLOW_EXECUTION_FAILED = "WorkflowExecutionFailed"
 WORKFLOW_EXECUTION_TERMINATED = "WorkflowExecutionTerminated"
 WORKFLOW_EXECUTION_SIGNALED = "WorkflowExecutionSignaled"
+WORKFLOW_EXECUTION_CANCELED = "WorkflowExecutionCanceled"
+WORKFLOW_EXECUTION_CANCEL_REQUESTED = "WorkflowExecutionCancelRequested"
+WORKFLOW_EXECUTION_CONTINUED_AS_NEW = "WorkflowExecutionContinuedAsNew"
+# Signals sent by a decision
+SIGNAL_EXTERNAL_INITIATED = "SignalExternalWorkflowExecutionInitiated"
+EXTERNAL_WORKFLOW_SIGNALED = "ExternalWorkflowExecutionSignaled"
+SIGNAL_EXTERNAL_FAILED = "SignalExternalWorkflowExecutionFailed"
+# Child workflows
+START_CHILD_INITIATED = "StartChildWorkflowExecutionInitiated"
+START_CHILD_FAILED = "StartChildWorkflowExecutionFailed"
+CHILD_STARTED = "ChildWorkflowExecutionStarted"
+CHILD_COMPLETED = "ChildWorkflowExecutionCompleted"
+CHILD_FAILED = "ChildWorkflowExecutionFailed"
+CHILD_CANCELED = "ChildWorkflowExecutionCanceled"
+CHILD_TERMINATED = "ChildWorkflowExecutionTerminated"
+CHILD_TIMED_OUT = "ChildWorkflowExecutionTimedOut"
 # Decision tasks
 DECISION_TASK_SCHEDULED = "DecisionTaskScheduled"
 DECISION_TASK_STARTED = "DecisionTaskStarted"
@@ -41,6 +58,17 @@ CLOSE_EVENTS = {
     WORKFLOW_EXECUTION_COMPLETED: "completed",
     WORKFLOW_EXECUTION_FAILED: "failed",
     WORKFLOW_EXECUTION_TERMINATED: "terminated",
+    WORKFLOW_EXECUTION_CANCELED: "canceled",
+    WORKFLOW_EXECUTION_CONTINUED_AS_NEW: "continued_as_new",
+}
+
+#: What the parent's history records when a child closes with a given status.
+CHILD_CLOSE_EVENTS = {
+    "completed": CHILD_COMPLETED,
+    "failed": CHILD_FAILED,
+    "canceled": CHILD_CANCELED,
+    "terminated": CHILD_TERMINATED,
+    "timed_out": CHILD_TIMED_OUT,
 }
 
 # Events written because a decision asked for them; replay matches them against what `run()` asks.
@@ -52,8 +80,12 @@ COMMAND_EVENTS = frozenset(
         START_TIMER_FAILED,
         CANCEL_TIMER_FAILED,
         MARKER_RECORDED,
+        SIGNAL_EXTERNAL_INITIATED,
+        START_CHILD_INITIATED,
         WORKFLOW_EXECUTION_COMPLETED,
         WORKFLOW_EXECUTION_FAILED,
+        WORKFLOW_EXECUTION_CANCELED,
+        WORKFLOW_EXECUTION_CONTINUED_AS_NEW,
     }
 )
 

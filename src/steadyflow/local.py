@@ -1,4 +1,4 @@
-"""Run a workflow to its end in this process: `--local` mode, and the simplest way to test one.
+"""Run workflows to their end in this process: `--local` mode, the test kit, and small scripts.
 
 The engine is real (the memory engine by default), the decider is real, and activities run inline
 in this thread, one at a time: the same semantics as a deployment, with no processes to manage.
@@ -9,19 +9,16 @@ from __future__ import annotations
 import dataclasses
 import time
 import uuid
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from .decider import Decider
-from .engines.base import Engine, ExecutionInfo
+from .engines.base import ActivityTask, Engine, ExecutionInfo
 from .engines.memory import MemoryEngine
-from .payload import json as sfjson
-from .worker.runner import run_task
-from .workflow import Workflow
+from .worker.runner import Outcome, decode_input, failure_outcome, run_task
+from .workflow import Workflow, workflow_input
 
-
-def workflow_input(cls: type[Workflow], args: list[Any] | tuple[Any, ...], kwargs: dict[str, Any]) -> str:
-    """simpleflow's workflow input: args, kwargs and `__extra.class` for the decider."""
-    return sfjson.dumps({"args": list(args), "kwargs": kwargs, "__extra": {"class": cls.qualified_name()}})
+__all__ = ["InlineDriver", "run_local", "start", "workflow_input"]
 
 
 def start(
@@ -32,11 +29,14 @@ def start(
     workflow_id: str | None = None,
     task_list: str | None = None,
     tags: tuple[str, ...] = (),
+    id_reuse_policy: str = "allow_duplicate",
 ) -> tuple[str, str]:
     """Start an execution of `cls`; return (workflow_id, run_id)."""
     workflow_id = workflow_id or f"{cls.type_name()}-{uuid.uuid4().hex[:12]}"
     decision_timeout = cls.decision_tasks_timeout
-    extra = {"decision_timeout": decision_timeout} if decision_timeout else {}
+    extra: dict[str, Any] = {"decision_timeout": decision_timeout} if decision_timeout else {}
+    if id_reuse_policy != "allow_duplicate":
+        extra["id_reuse_policy"] = id_reuse_policy
     run_id = engine.start_execution(
         workflow_id,
         cls.type_name(),
@@ -47,6 +47,68 @@ def start(
         **extra,
     )
     return workflow_id, run_id
+
+
+class InlineDriver:
+    """Decides and runs activities of one task list in this thread until a condition holds.
+
+    `fakes` maps activity names to callables that run instead of the real activity (the test kit's
+    way to replace activities). `on_idle` is called when nothing could be done; it waits for the
+    next timer (really, or by moving a test clock) and returns False when there is nothing to wait for.
+    """
+
+    def __init__(
+        self,
+        engine: Engine,
+        task_list: str,
+        workflows: tuple[type[Workflow], ...] = (),
+        fakes: Mapping[str, Callable[..., Any]] | None = None,
+        on_idle: Callable[[], bool] | None = None,
+    ) -> None:
+        self.engine = engine
+        self.task_list = task_list
+        self.fakes = dict(fakes or {})
+        self.decider = Decider(engine, task_list, workflows, identity="inline", activity_task_list=task_list)
+        self.on_idle = on_idle or self.sleep_until_due
+
+    def sleep_until_due(self) -> bool:
+        due = self.engine.next_due()
+        if due is None:
+            return False
+        time.sleep(min(max(due - self.engine.clock(), 0.001), 0.1))
+        return True
+
+    def run_activity(self, task: ActivityTask) -> Outcome:
+        fake = self.fakes.get(task.name)
+        if fake is None:
+            return run_task(dataclasses.asdict(task))
+        args, kwargs = decode_input(task.input)
+        try:
+            from .payload import json as sfjson
+
+            return Outcome(True, result=sfjson.dumps(fake(*args, **kwargs)))
+        except Exception as exc:  # a fake fails like the real thing would
+            return failure_outcome(exc)
+
+    def step(self) -> bool:
+        """One decision and one activity, if any; True when something was done."""
+        progressed = self.decider.run_once()
+        task = self.engine.poll_activity_task(self.task_list, "inline")
+        if task is not None:
+            progressed = True
+            outcome = self.run_activity(task)
+            if outcome.ok:
+                self.engine.complete_activity_task(task.token, outcome.result)
+            else:
+                self.engine.fail_activity_task(task.token, outcome.reason, outcome.details)
+        return progressed
+
+    def run_until(self, done: Callable[[], bool]) -> bool:
+        """Work until `done()`; False when it stopped because nothing more could happen."""
+        while not done():
+            if not self.step() and not self.on_idle():
+                return done()
+        return True
 
 
 def run_local(
@@ -60,20 +122,13 @@ def run_local(
     engine = engine or MemoryEngine()
     task_list = f"local-{uuid.uuid4().hex}"
     workflow_id, run_id = start(engine, cls, args, kwargs, workflow_id=workflow_id, task_list=task_list)
-    decider = Decider(engine, task_list, [cls], identity="local", activity_task_list=task_list)
-    while True:
-        progressed = decider.run_once()
-        task = engine.poll_activity_task(task_list, "local")
-        if task is not None:
-            progressed = True
-            outcome = run_task(dataclasses.asdict(task))
-            if outcome.ok:
-                engine.complete_activity_task(task.token, outcome.result)
-            else:
-                engine.fail_activity_task(task.token, outcome.reason, outcome.details)
-        info = engine.describe_execution(workflow_id, run_id)
-        if not info.is_open:
-            return info
-        if not progressed:
-            due = engine.next_due()
-            time.sleep(min(max((due or 0) - engine.clock(), 0.001), 0.1))
+    driver = InlineDriver(engine, task_list, (cls,))
+    driver.on_idle = lambda: driver.sleep_until_due() or _pause()
+    driver.run_until(lambda: not engine.describe_execution(workflow_id).is_open)
+    return engine.describe_execution(workflow_id)
+
+
+def _pause() -> bool:
+    """Nothing is due: the execution waits for something from outside (a signal); keep waiting."""
+    time.sleep(0.05)
+    return True

@@ -1,15 +1,15 @@
 """Replay: run a workflow's `run()` against its history and work out the next decisions.
 
 The history is read in order. Events that a decision caused (a task scheduled, a timer started, a
-marker recorded) are matched, one by one, against what `run()` asks for; any difference is a
-`NonDeterminismError`. Events from the outside world (a task closed, a timer fired) are held back
-and handed to the workflow at the next decision point, i.e. at the `DecisionTaskStarted` where the
-original decider saw them. So `run()` sees, on every replay, exactly what it saw the first time —
-which is what makes `FIRST_COMPLETED` and `as_completed` replay faithfully.
+marker recorded, a child started) are matched, one by one, against what `run()` asks for; any
+difference is a `NonDeterminismError`. Events from the outside world (a task closed, a timer fired,
+a signal) are held back and handed to the workflow at the next decision point, i.e. at the
+`DecisionTaskStarted` where the original decider saw them. So `run()` sees, on every replay,
+exactly what it saw the first time — which is what makes `FIRST_COMPLETED`, `as_completed` and
+signal order replay faithfully.
 
-`run()` executes in its own thread and parks whenever it needs an unfinished future; the decider
-thread resumes it at each decision point. Only one of the two runs at a time. The same mechanism
-could keep a workflow alive between decision tasks (the sticky cache) and feed it new events only.
+`run()` executes in its own thread (`workflow_thread.py`) and parks whenever it needs an
+unfinished future; the decider thread resumes it at each decision point.
 
 Alternatives rejected: re-running `run()` from the top at every decision point and aborting with
 an exception when it blocks (simpleflow) is quadratic and cannot tell what was seen when.
@@ -19,9 +19,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import hashlib
-import sys
-import threading
-import traceback
+import random
 from collections import Counter, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -29,76 +27,63 @@ from typing import Any
 
 from . import history as h
 from .activity import Activity, ActivityOptions, as_activity
+from .commands import Command, describe_event
 from .decisions import (
     CancelTimer,
+    CancelWorkflowExecution,
     CompleteWorkflowExecution,
+    ContinueAsNewWorkflowExecution,
     Decision,
     FailWorkflowExecution,
     RecordMarker,
     ScheduleActivityTask,
     StartTimer,
 )
-from .errors import NonDeterminismError, PayloadError, TaskFailed, TaskTimedOut
-from .futures import Future, current_waiter
+from .errors import (
+    CancelledError,
+    NonDeterminismError,
+    PayloadError,
+    TaskFailed,
+    TaskTimedOut,
+    WorkflowError,
+)
+from .futures import Future
 from .payload import json as sfjson
+from .replay_links import LinksMixin
 from .worker.runner import decode_input
-from .workflow import Workflow, WorkflowFailure
+from .workflow import (
+    ContinueAsNew,
+    StopExecution,
+    Workflow,
+    WorkflowFailure,
+    current_executor,
+    is_query,
+    workflow_input,
+)
+from .workflow_thread import WorkflowThread, install_quiet_stdout
 
 ACTIVITY_ID_LIMIT = 256
+HANDED_BACK = "WorkerShutdown:"
+"""Reason prefix of a task a stopping worker gave back; it is rescheduled without using an attempt."""
+SIDE_EFFECT_MARKER = "steadyflow.side_effect"
+PATCH_MARKER = "steadyflow.patch"
 
-
-class _Abandon(BaseException):
-    """Unwinds a parked `run()` whose decision is done; user code should not catch it."""
-
-
-@dataclass
-class _Command:
-    decision: Decision
-    on_recorded: Callable[[h.Event], None] | None = None
-
-    def describe(self) -> str:
-        d = self.decision
-        if isinstance(d, ScheduleActivityTask):
-            return f"activity {d.activity_id} ({d.name}) with input {d.input}"
-        if isinstance(d, StartTimer):
-            return f"timer {d.timer_id}"
-        if isinstance(d, CancelTimer):
-            return f"cancel of timer {d.timer_id}"
-        if isinstance(d, RecordMarker):
-            return f"marker {d.name} with details {d.details}"
-        if isinstance(d, CompleteWorkflowExecution):
-            return "completion of the workflow"
-        return f"failure of the workflow ({d.reason})"
-
-    def matches(self, event: h.Event) -> bool:
-        d, a, t = self.decision, event.attributes, event.event_type
-        if isinstance(d, ScheduleActivityTask):
-            return (
-                t == h.ACTIVITY_TASK_SCHEDULED
-                and a.get("activityId") == d.activity_id
-                and a.get("activityType", {}).get("name") == d.name
-                and a.get("input") == d.input
-            )
-        if isinstance(d, StartTimer):
-            return t in (h.TIMER_STARTED, h.START_TIMER_FAILED) and a.get("timerId") == d.timer_id
-        if isinstance(d, CancelTimer):
-            return t in (h.TIMER_CANCELED, h.CANCEL_TIMER_FAILED) and a.get("timerId") == d.timer_id
-        if isinstance(d, RecordMarker):
-            return t == h.MARKER_RECORDED and a.get("markerName") == d.name and a.get("details") == d.details
-        if isinstance(d, CompleteWorkflowExecution):
-            return t == h.WORKFLOW_EXECUTION_COMPLETED
-        return t == h.WORKFLOW_EXECUTION_FAILED
-
-
-def describe_event(event: h.Event) -> str:
-    a = event.attributes
-    if event.event_type == h.ACTIVITY_TASK_SCHEDULED:
-        return f"activity {a.get('activityId')} ({a.get('activityType', {}).get('name')}) with input {a.get('input')}"
-    if event.event_type in (h.TIMER_STARTED, h.START_TIMER_FAILED, h.TIMER_CANCELED, h.CANCEL_TIMER_FAILED):
-        return f"{event.event_type} {a.get('timerId')}"
-    if event.event_type == h.MARKER_RECORDED:
-        return f"marker {a.get('markerName')} with details {a.get('details')}"
-    return event.event_type
+_DELIVERED = frozenset(
+    {
+        h.ACTIVITY_TASK_STARTED,
+        h.ACTIVITY_TASK_COMPLETED,
+        h.ACTIVITY_TASK_FAILED,
+        h.ACTIVITY_TASK_TIMED_OUT,
+        h.TIMER_FIRED,
+        h.WORKFLOW_EXECUTION_SIGNALED,
+        h.WORKFLOW_EXECUTION_CANCEL_REQUESTED,
+        h.EXTERNAL_WORKFLOW_SIGNALED,
+        h.SIGNAL_EXTERNAL_FAILED,
+        h.START_CHILD_FAILED,
+        h.CHILD_STARTED,
+        *h.CHILD_CLOSE_EVENTS.values(),
+    }
+)
 
 
 @dataclass
@@ -112,80 +97,14 @@ class _ActivityState:
     scheduled_ids: list[int] = field(default_factory=list)
 
 
-class _WorkflowThread:
-    """Runs `run()` in a thread that hands control back and forth with the decider thread."""
-
-    def __init__(self, target: Callable[[], Any], name: str) -> None:
-        self._target = target
-        self._name = name
-        self._to_workflow = threading.Semaphore(0)
-        self._to_decider = threading.Semaphore(0)
-        self._thread: threading.Thread | None = None
-        self.finished = False
-        self.abandoned = False
-        self.result: Any = None
-        self.error: BaseException | None = None
-        self.quiet = False
-
-    def resume(self) -> None:
-        if self._thread is None:
-            self._thread = threading.Thread(target=self._main, name=self._name, daemon=True)
-            self._thread.steadyflow_quiet = self.quiet  # type: ignore[attr-defined]
-            self._thread.start()
-        else:
-            self._thread.steadyflow_quiet = self.quiet  # type: ignore[attr-defined]
-            self._to_workflow.release()
-        self._to_decider.acquire()
-
-    def _main(self) -> None:
-        current_waiter.set(self.wait_until)
-        try:
-            self.result = self._target()
-        except _Abandon:
-            pass
-        except BaseException as exc:  # noqa: BLE001 - every outcome of run() is reported
-            self.error = exc
-        finally:
-            self.finished = True
-            self._to_decider.release()
-
-    def wait_until(self, predicate: Callable[[], bool]) -> None:
-        while not predicate():
-            if self.abandoned:
-                raise _Abandon()
-            self._to_decider.release()
-            self._to_workflow.acquire()
-            if self.abandoned:
-                raise _Abandon()
-
-    def abandon(self) -> None:
-        if self._thread is not None and not self.finished:
-            self.abandoned = True
-            self._to_workflow.release()
-            self._thread.join(timeout=2.0)
+@dataclass
+class _Child:
+    workflow_id: str
+    future: Future
+    run_id: str | None = None
 
 
-class _QuietStdout:
-    """Drops what a workflow prints while it replays, so each line appears once per execution."""
-
-    def __init__(self, wrapped: Any) -> None:
-        self._wrapped = wrapped
-
-    def write(self, text: str) -> int:
-        if getattr(threading.current_thread(), "steadyflow_quiet", False):
-            return len(text)
-        return self._wrapped.write(text)
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._wrapped, name)
-
-
-def _install_quiet_stdout() -> None:
-    if not isinstance(sys.stdout, _QuietStdout):
-        sys.stdout = _QuietStdout(sys.stdout)
-
-
-class Executor:
+class Executor(LinksMixin):
     """Replays one execution with a fresh workflow instance and returns its next decisions."""
 
     def __init__(
@@ -202,13 +121,15 @@ class Executor:
         self.task_list = task_list
         self.activity_task_list = activity_task_list
         self.replaying = True
-        self._commands: deque[_Command] = deque()
+        self.cancel_requested = False
+        self._cancel_pending = False
+        self._commands: deque[Command] = deque()
         self._activities: dict[str, _ActivityState] = {}
         self._by_scheduled: dict[int, _ActivityState] = {}
         self._timers: dict[str, Callable[[], None]] = {}
         self._timer_futures: dict[str, Future] = {}
         self._names: Counter[str] = Counter()
-        self._deferred: list[tuple[_ActivityState, tuple[Any, ...], dict[str, Any], Activity]] = []
+        self._deferred: list[tuple[Future, tuple[Any, ...], dict[str, Any], Callable[[list[Any], dict[str, Any]], None]]] = []
         self._held: list[h.Event] = []
         self._done = 0
         self._timer_seq = 0
@@ -216,7 +137,20 @@ class Executor:
         self._closed = False
         self._args: tuple[Any, ...] = ()
         self._kwargs: dict[str, Any] = {}
-        self._thread: _WorkflowThread | None = None
+        self._thread: WorkflowThread | None = None
+        self._instance: Workflow | None = None
+        self._parent: dict[str, Any] | None = None
+        self._signals: dict[str, list[Any]] = {}
+        self._signal_waits: Counter[str] = Counter()
+        self._signal_waiters: dict[tuple[str, int], Future] = {}
+        self._signal_sends: dict[int, tuple[Future, Any]] = {}
+        self._children: dict[int, _Child] = {}
+        self._child_names: Counter[str] = Counter()
+        self._recorded_side_effects: list[str] = []
+        self._side_effects = 0
+        self._recorded_patches: set[str] = set()
+        self._patches: dict[str, bool] = {}
+        self._random: random.Random | None = None
 
     # -- driving ---------------------------------------------------------------------------------
 
@@ -225,7 +159,33 @@ class Executor:
 
         With a complete history (no unanswered decision task), checks the whole of it and returns [].
         """
-        _install_quiet_stdout()
+        try:
+            current = self._replay(history)
+            if current is None and self._commands:
+                raise NonDeterminismError(None, "nothing more", self._commands[0].describe())
+            return [c.decision for c in self._commands] if current is not None else []
+        finally:
+            self._stop_thread()
+
+    def query(self, history: list[h.Event], name: str, args: tuple[Any, ...] = ()) -> Any:
+        """Answer query `name` from the state after the latest event, without deciding anything."""
+        method = getattr(self.workflow_cls, name, None)
+        if method is None or not is_query(method):
+            known = sorted(n for n in dir(self.workflow_cls) if is_query(getattr(self.workflow_cls, n, None)))
+            raise WorkflowError(f"{self.workflow_cls.__name__} has no query {name!r} (queries: {', '.join(known) or 'none'})")
+        try:
+            current = self._replay(history)
+            if current is None and not self._closed and history:
+                # Events after the last decision (a signal just sent): show them to the workflow.
+                self._decision_point(history[-1], replaying=True)
+            if self._instance is None:
+                self._instance = self.workflow_cls(self)
+            return getattr(self._instance, name)(*args)
+        finally:
+            self._stop_thread()
+
+    def _replay(self, history: list[h.Event]) -> int | None:
+        install_quiet_stdout()
         answered = {e.attributes.get("startedEventId") for e in history if e.event_type == h.DECISION_TASK_COMPLETED}
         closing = {
             e.attributes.get("startedEventId")
@@ -234,31 +194,39 @@ class Executor:
         }
         starts = [e.event_id for e in history if e.event_type == h.DECISION_TASK_STARTED]
         current = starts[-1] if starts and starts[-1] not in answered and starts[-1] not in closing else None
-        try:
-            for event in history:
-                t = event.event_type
-                if t == h.WORKFLOW_EXECUTION_STARTED:
-                    self._start(event)
-                elif t == h.DECISION_TASK_STARTED:
-                    if event.event_id == current:
-                        self._decision_point(event, replaying=False)
-                        break
-                    if event.event_id in answered:
-                        self._decision_point(event, replaying=True)
-                elif t in h.COMMAND_EVENTS:
-                    self._match(event)
-                elif t in _DELIVERED:
-                    self._held.append(event)
-            if current is None and self._commands:
-                raise NonDeterminismError(None, "nothing more", self._commands[0].describe())
-            return [c.decision for c in self._commands] if current is not None else []
-        finally:
-            if self._thread is not None:
-                self._thread.abandon()
+        for e in history:
+            if e.event_type == h.MARKER_RECORDED:
+                if e.attributes.get("markerName") == SIDE_EFFECT_MARKER:
+                    self._recorded_side_effects.append(e.attributes.get("details") or "null")
+                elif e.attributes.get("markerName") == PATCH_MARKER:
+                    self._recorded_patches.add(sfjson.loads(e.attributes.get("details")))
+        for event in history:
+            t = event.event_type
+            if t == h.WORKFLOW_EXECUTION_STARTED:
+                self._start(event)
+            elif t == h.DECISION_TASK_STARTED:
+                if event.event_id == current:
+                    self._decision_point(event, replaying=False)
+                    break
+                if event.event_id in answered:
+                    self._decision_point(event, replaying=True)
+            elif t in h.COMMAND_EVENTS:
+                self._match(event)
+            elif t in _DELIVERED:
+                self._held.append(event)
+        return current
+
+    def _stop_thread(self) -> None:
+        if self._thread is not None:
+            self._thread.abandon()
 
     def _start(self, event: h.Event) -> None:
         a = event.attributes
+        # The ids are recorded so that a saved history replays alone (child ids derive from them).
+        self.workflow_id = self.workflow_id or a.get("workflowId", "")
+        self.run_id = self.run_id or a.get("runId", "")
         self.task_list = self.task_list or a.get("taskList", {}).get("name", "")
+        self._parent = a.get("parentWorkflowExecution")
         args, kwargs = decode_input(a.get("input"))
         self._args, self._kwargs = tuple(args), kwargs
 
@@ -287,9 +255,13 @@ class Executor:
 
     def _emit(self, decision: Decision, on_recorded: Callable[[h.Event], None] | None = None) -> None:
         if not self._closed:
-            self._commands.append(_Command(decision, on_recorded))
-            if isinstance(decision, (CompleteWorkflowExecution, FailWorkflowExecution)):
+            self._commands.append(Command(decision, on_recorded))
+            if isinstance(decision, (CompleteWorkflowExecution, FailWorkflowExecution, CancelWorkflowExecution,
+                                     ContinueAsNewWorkflowExecution)):
                 self._closed = True
+
+    def _new_child(self, workflow_id: str, future: Future) -> _Child:
+        return _Child(workflow_id, future)
 
     def _order(self) -> int:
         self._done += 1
@@ -299,12 +271,23 @@ class Executor:
 
     def _run_workflow(self) -> None:
         if self._thread is None:
-            instance = self.workflow_cls(self)
-            self._thread = _WorkflowThread(lambda: instance.run(*self._args, **self._kwargs), f"workflow-{self.run_id}")
+            self._instance = self.workflow_cls(self)
+            instance = self._instance
+            self._thread = WorkflowThread(
+                lambda: instance.run(*self._args, **self._kwargs),
+                f"workflow-{self.run_id}",
+                on_wait=self._raise_cancel,
+                setup=lambda: current_executor.set(self),
+            )
         self._thread.quiet = self.replaying
         self._thread.resume()
         if self._thread.finished:
             self._finish(self._thread.result, self._thread.error)
+
+    def _raise_cancel(self) -> None:
+        if self._cancel_pending:
+            self._cancel_pending = False
+            raise CancelledError("cancellation was requested")
 
     def _finish(self, value: Any, error: BaseException | None) -> None:
         if error is None:
@@ -312,18 +295,24 @@ class Executor:
                 self._emit(CompleteWorkflowExecution(sfjson.dumps(value)))
             except PayloadError as exc:
                 self._emit(FailWorkflowExecution(f"PayloadError: workflow result is not JSON-serialisable: {exc}"))
-            return
-        if isinstance(error, TaskFailed):
-            details = error.details if isinstance(error.details, str) or error.details is None else sfjson.dumps(error.details)
-            self._emit(FailWorkflowExecution(f'Workflow execution error in {error.name}: "{error.reason}"', details))
+        elif isinstance(error, CancelledError):
+            self._emit(CancelWorkflowExecution())
+        elif isinstance(error, StopExecution):
+            self._emit(CancelWorkflowExecution(sfjson.dumps({"error": error.error, "cause": error.cause})))
+        elif isinstance(error, ContinueAsNew):
+            self._emit(ContinueAsNewWorkflowExecution(workflow_input(self.workflow_cls, error.args_, error.kwargs_)))
+        elif isinstance(error, TaskFailed):
+            self._emit(FailWorkflowExecution(f'Workflow execution error in {error.name}: "{error.reason}"', _text(error.details)))
         elif isinstance(error, WorkflowFailure):
             details = None if error.details is None else sfjson.dumps(error.details)
             self._emit(FailWorkflowExecution(f"Workflow execution failed: {error.reason}", details))
         else:
+            import traceback
+
             tb = "".join(traceback.format_exception(type(error), error, error.__traceback__))
             self._emit(FailWorkflowExecution(f"Cannot replay the workflow: {type(error).__name__}({error})", f"Traceback:\n{tb}"))
 
-    # -- what run() calls ------------------------------------------------------------------------
+    # -- what run() calls: activities and children -----------------------------------------------
 
     def submit(self, func: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Future:
         act = as_activity(func)
@@ -341,27 +330,39 @@ class Executor:
         task_list = self.activity_task_list or opts.task_list or self.task_list
         state = _ActivityState(activity_id, opts, task_list, "", Future())
         self._activities[activity_id] = state
-        if any(not f.finished for f in _futures_in((args, kwargs))):
-            self._deferred.append((state, args, kwargs, act))
-        else:
-            self._prepare(state, args, kwargs)
+
+        def schedule(a: list[Any], kw: dict[str, Any]) -> None:
+            state.input = sfjson.dumps({"args": a, "kwargs": kw})
+            self._schedule(state)
+
+        self._when_ready(state.future, args, kwargs, schedule)
         return state.future
 
-    def _prepare(self, state: _ActivityState, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+    def _when_ready(
+        self, future: Future, args: tuple[Any, ...], kwargs: dict[str, Any], go: Callable[[list[Any], dict[str, Any]], None]
+    ) -> None:
+        """Call `go` with resolved arguments now, or once the futures among them have finished."""
+        if any(not f.finished for f in _futures_in((args, kwargs))):
+            self._deferred.append((future, args, kwargs, go))
+        else:
+            self._prepare(future, args, kwargs, go)
+
+    def _prepare(
+        self, future: Future, args: tuple[Any, ...], kwargs: dict[str, Any], go: Callable[[list[Any], dict[str, Any]], None]
+    ) -> None:
         failed = next((d for d in _futures_in((args, kwargs)) if d.exception is not None and d._raises), None)
         if failed is not None:
-            state.future.set_exception(failed.exception, self._order())  # type: ignore[arg-type]
+            future.set_exception(failed.exception, self._order())  # type: ignore[arg-type]
             return
-        state.input = sfjson.dumps({"args": _resolved(list(args)), "kwargs": _resolved(kwargs)})
-        self._schedule(state)
+        go(_resolved(list(args)), _resolved(kwargs))
 
     def _flush_deferred(self) -> None:
         waiting = []
-        for state, args, kwargs, act in self._deferred:
+        for future, args, kwargs, go in self._deferred:
             if all(f.finished for f in _futures_in((args, kwargs))):
-                self._prepare(state, args, kwargs)
+                self._prepare(future, args, kwargs, go)
             else:
-                waiting.append((state, args, kwargs, act))
+                waiting.append((future, args, kwargs, go))
         self._deferred = waiting
 
     def _schedule(self, state: _ActivityState) -> None:
@@ -388,6 +389,8 @@ class Executor:
             recorded,
         )
 
+    # -- what run() calls: timers, markers, signals, side effects --------------------------------
+
     def start_timer(self, timer_id: str | None, seconds: float, control: Any) -> Future:
         if timer_id is None:
             self._timer_seq += 1
@@ -402,7 +405,7 @@ class Executor:
             if event.event_type == h.START_TIMER_FAILED:
                 future.set_exception(ValueError(f"timer {timer_id} is already running"), self._order())
             else:
-                self._timers[timer_id] = fired
+                self._timers[timer_id] = fired  # type: ignore[index]
                 future.set_running()
 
         self._emit(StartTimer(timer_id, max(seconds, 0.0), None if control is None else sfjson.dumps(control)), recorded)
@@ -430,8 +433,33 @@ class Executor:
         future.set_finished(details, self._order())
         return future
 
+    def side_effect(self, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        """Run `fn` once per execution; its result is kept in a marker and read back on replay."""
+        index = self._side_effects
+        self._side_effects += 1
+        if index < len(self._recorded_side_effects):
+            details = self._recorded_side_effects[index]
+        else:
+            details = sfjson.dumps(fn(*args, **kwargs))
+        self._emit(RecordMarker(SIDE_EFFECT_MARKER, details))
+        return sfjson.loads(details)
+
+    def patched(self, change_id: str) -> bool:
+        """True for executions that reached this point with the new code (see `Workflow.patched`)."""
+        if change_id not in self._patches:
+            new_code = (not self.replaying) or change_id in self._recorded_patches
+            if new_code:
+                self._emit(RecordMarker(PATCH_MARKER, sfjson.dumps(change_id)))
+            self._patches[change_id] = new_code
+        return self._patches[change_id]
+
     def now(self) -> _dt.datetime:
         return _dt.datetime.fromtimestamp(self._now, tz=_dt.timezone.utc)
+
+    def random(self) -> random.Random:
+        if self._random is None:
+            self._random = random.Random(self.run_id or self.workflow_id)
+        return self._random
 
     def run_context(self) -> dict[str, Any]:
         return {
@@ -440,6 +468,8 @@ class Executor:
             "task_list": self.task_list,
             "name": self.workflow_cls.type_name(),
             "version": self.workflow_cls.version,
+            "parent": self._parent,
+            "cancel_requested": self.cancel_requested,
         }
 
     # -- events from the outside world -----------------------------------------------------------
@@ -451,7 +481,25 @@ class Executor:
             handler = self._timers.pop(a.get("timerId", ""), None)
             if handler is not None:
                 handler()
-            return
+        elif t == h.WORKFLOW_EXECUTION_SIGNALED:
+            self._on_signal(a.get("signalName", ""), _signal_value(a.get("input")))
+        elif t == h.WORKFLOW_EXECUTION_CANCEL_REQUESTED:
+            if not self.cancel_requested:
+                self.cancel_requested = self._cancel_pending = True
+        elif t in (h.EXTERNAL_WORKFLOW_SIGNALED, h.SIGNAL_EXTERNAL_FAILED):
+            future, value = self._signal_sends.pop(a.get("initiatedEventId", -1), (None, None))
+            if future is not None and t == h.EXTERNAL_WORKFLOW_SIGNALED:
+                future.set_finished(value, self._order())
+            elif future is not None:
+                reason = f"SignalFailed: {a.get('cause')} ({a.get('workflowId')})"
+                future.set_exception(TaskFailed(f"signal to {a.get('workflowId')}", reason), self._order())
+        elif t in (h.START_CHILD_FAILED, h.CHILD_STARTED) or t in h.CHILD_CLOSE_EVENTS.values():
+            self._on_child(event)
+        else:
+            self._on_activity(event)
+
+    def _on_activity(self, event: h.Event) -> None:
+        a, t = event.attributes, event.event_type
         state = self._by_scheduled.get(a.get("scheduledEventId", -1))
         if state is None:
             return
@@ -469,8 +517,11 @@ class Executor:
             self._activity_failed(state, TaskTimedOut(state.activity_id, a.get("timeoutType", ""), details), "TimeoutError")
 
     def _activity_failed(self, state: _ActivityState, exc: TaskFailed, error_type: str | None) -> None:
+        if (exc.reason or "").startswith(HANDED_BACK) and not self.cancel_requested:
+            self._schedule(state)  # a worker shut down and gave it back: not a failed attempt
+            return
         policy = state.options.retry_policy
-        if policy.should_retry(state.attempt, error_type):
+        if not self.cancel_requested and policy.should_retry(state.attempt, error_type):
             delay = policy.delay(state.attempt)
             state.attempt += 1
             if delay > 0:
@@ -482,13 +533,19 @@ class Executor:
         raises = state.options.raises_on_failure
         state.future.set_exception(exc, self._order(), raises=raises is not False)
         if raises is True:
-            details = exc.details if isinstance(exc.details, str) or exc.details is None else sfjson.dumps(exc.details)
-            self._emit(FailWorkflowExecution(f'Workflow execution error in {state.activity_id}: "{exc.reason}"', details))
+            self._emit(FailWorkflowExecution(f'Workflow execution error in {state.activity_id}: "{exc.reason}"', _text(exc.details)))
 
 
-_DELIVERED = frozenset(
-    {h.ACTIVITY_TASK_STARTED, h.ACTIVITY_TASK_COMPLETED, h.ACTIVITY_TASK_FAILED, h.ACTIVITY_TASK_TIMED_OUT, h.TIMER_FIRED}
-)
+def _text(details: Any) -> str | None:
+    return details if isinstance(details, str) or details is None else sfjson.dumps(details)
+
+
+def _signal_value(text: str | None) -> Any:
+    """A signal's input as `wait_signal` returns it: decoded, without simpleflow's `__` keys."""
+    value = sfjson.loads_or_raw(text)
+    if isinstance(value, dict):
+        return {k: v for k, v in value.items() if not k.startswith("__")}
+    return value
 
 
 def _futures_in(value: Any) -> list[Future]:
@@ -515,3 +572,6 @@ def _resolved(value: Any) -> Any:
 
 def _error_of(reason: str | None) -> str | None:
     return reason.split(":", 1)[0] if reason and ":" in reason else None
+
+
+__all__ = ["Activity", "Executor"]

@@ -7,13 +7,22 @@ with the history.
 
 from __future__ import annotations
 
+import contextvars
+import functools
+import random as _random
 from collections.abc import Callable, Iterable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from .futures import Future
+from .payload import json as sfjson
 
 if TYPE_CHECKING:
     from .replay import Executor
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+#: The executor replaying the workflow whose `run()` runs in this thread (None elsewhere).
+current_executor: contextvars.ContextVar[Executor | None] = contextvars.ContextVar("steadyflow_executor", default=None)
 
 
 class WorkflowFailure(Exception):
@@ -25,6 +34,58 @@ class WorkflowFailure(Exception):
         super().__init__(reason)
 
 
+class ContinueAsNew(BaseException):
+    """Raised by `Workflow.continue_as_new()`: closes this run and starts the next with new input."""
+
+    def __init__(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+        self.args_ = args
+        self.kwargs_ = kwargs
+        super().__init__("continue as new")
+
+
+class StopExecution(BaseException):
+    """Raised by `Workflow.stop_execution()`: ends the execution as canceled, with error and cause."""
+
+    def __init__(self, error: str | None, cause: str | None) -> None:
+        self.error = error
+        self.cause = cause
+        super().__init__(error or "stopped")
+
+
+def workflow_input(cls: type[Workflow], args: Iterable[Any], kwargs: dict[str, Any]) -> str:
+    """simpleflow's workflow input: args, kwargs and `__extra.class` for the decider."""
+    return sfjson.dumps({"args": list(args), "kwargs": kwargs, "__extra": {"class": cls.qualified_name()}})
+
+
+def query(method: F) -> F:
+    """Mark a workflow method as a query: `steadyflow workflow query ID NAME` calls it on the state
+    replayed up to the latest event. It must only read that state."""
+    method._steadyflow_query = True  # type: ignore[attr-defined]
+    return method
+
+
+def is_query(obj: Any) -> bool:
+    return bool(getattr(obj, "_steadyflow_query", False))
+
+
+def cached(fn: F) -> F:
+    """pyswf's `@cached`: inside `run()`, the first call's result is stored in a marker and every
+    replay reads it back instead of calling again. Outside a workflow it is a plain call."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        executor = current_executor.get()
+        if executor is None:
+            return fn(*args, **kwargs)
+        return executor.side_effect(fn, args, kwargs)
+
+    return wrapper  # type: ignore[return-value]
+
+
+nondeterministic = cached
+"""pyswf's other name for the same thing: a call whose result must not change on replay."""
+
+
 class Workflow:
     """Subclass it, set `name`, `version`, `task_list`, and write `run()`."""
 
@@ -32,6 +93,9 @@ class Workflow:
     version: str = "default"
     task_list: str | None = None
     decision_tasks_timeout: float | None = None
+    #: What happens to this workflow, run as a child, when its parent closes first:
+    #: "terminate" (Temporal's default), "request_cancel" or "abandon".
+    parent_close_policy: str = "terminate"
 
     def __init__(self, executor: Executor | None = None) -> None:
         self._executor = executor
@@ -64,7 +128,21 @@ class Workflow:
         """
         if isinstance(func, Future):
             return func
+        if isinstance(func, type) and issubclass(func, Workflow):
+            return self.executor.submit_child(func, args, kwargs)
         return self.executor.submit(func, args, kwargs)
+
+    def start_child(
+        self,
+        cls: type[Workflow],
+        *args: Any,
+        workflow_id: str | None = None,
+        parent_close_policy: str | None = None,
+        task_list: str | None = None,
+        **kwargs: Any,
+    ) -> Future:
+        """`self.submit(Child, ...)` with options: id, parent-close policy, task list."""
+        return self.executor.submit_child(cls, args, kwargs, workflow_id, parent_close_policy, task_list)
 
     def map(self, func: Any, iterable: Iterable[Any]) -> list[Future]:
         return [self.submit(func, item) for item in iterable]
@@ -93,14 +171,60 @@ class Workflow:
     def record_marker(self, name: str, details: Any = None) -> Future:
         return self.executor.record_marker(name, details)
 
-    # -- time and ending -------------------------------------------------------------------------
+    def side_effect(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        """Call `fn` once per execution (its result is kept in a marker and read back on replay)."""
+        return self.executor.side_effect(fn, args, kwargs)
+
+    # -- signals ---------------------------------------------------------------------------------
+
+    def signal(
+        self,
+        name: str,
+        *args: Any,
+        workflow_id: str | None = None,
+        run_id: str | None = None,
+        propagate: bool = True,
+        **kwargs: Any,
+    ) -> Future:
+        """Send signal `name` with args/kwargs to `workflow_id`, or, untargeted, to this execution,
+        its parent and its running children. The future finishes when the first target has it."""
+        return self.executor.signal(name, args, kwargs, workflow_id, run_id, propagate)
+
+    def wait_signal(self, name: str) -> Future:
+        """A future for the next signal `name` this code has not waited for yet (none is lost)."""
+        return self.executor.wait_signal(name)
+
+    # -- versioning, time and randomness ---------------------------------------------------------
+
+    def patched(self, change_id: str) -> bool:
+        """True on executions that reach this point running the new code; False on executions
+        that passed it before the change was deployed. Guard changed code with it."""
+        return self.executor.patched(change_id)
 
     def now(self) -> Any:
         """The time of the decision being made: the same on every replay."""
         return self.executor.now()
 
+    def random(self) -> _random.Random:
+        """A random generator seeded by the run id: the same numbers on every replay."""
+        return self.executor.random()
+
+    # -- ending ----------------------------------------------------------------------------------
+
     def fail(self, reason: str, details: Any = None) -> None:
         raise WorkflowFailure(reason, details)
+
+    def stop_execution(self, error: str | None = None, cause: str | None = None) -> None:
+        """py2sfn's name: end the execution now as canceled, recording `error` and `cause`."""
+        raise StopExecution(error, cause)
+
+    def continue_as_new(self, *args: Any, **kwargs: Any) -> None:
+        """Close this run and start a fresh one (empty history) of the same id with new input."""
+        raise ContinueAsNew(args, kwargs)
+
+    @property
+    def cancel_requested(self) -> bool:
+        return self.executor.cancel_requested
 
     def get_run_context(self) -> dict[str, Any]:
         return self.executor.run_context()

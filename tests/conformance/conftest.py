@@ -1,4 +1,7 @@
-"""Fixtures for the engine conformance suite: every engine, each on a fake clock the test moves."""
+"""Fixtures for the engine conformance suite: every engine, each on a fake clock the test moves.
+
+The `postgres` engine needs a server (see `tests/pg.py`): each test gets a fresh schema, dropped after.
+"""
 
 from __future__ import annotations
 
@@ -6,10 +9,12 @@ import threading
 
 import pytest
 
+from steadyflow.engines.base import Engine
 from steadyflow.engines.memory import MemoryEngine
 from steadyflow.engines.sqlite import SQLiteEngine
+from tests import pg
 
-ENGINES = ("memory", "sqlite")
+ENGINES = ("memory", "sqlite", "postgres")
 
 
 class FakeClock:
@@ -29,11 +34,15 @@ class FakeClock:
             return self._now
 
 
-def make_engine(name: str, clock: FakeClock, tmp_path) -> MemoryEngine | SQLiteEngine:
+def make_engine(name: str, clock: FakeClock, tmp_path, url: str | None = None) -> Engine:
     if name == "memory":
         return MemoryEngine(clock=clock)
     if name == "sqlite":
         return SQLiteEngine(str(tmp_path / "steadyflow.db"), clock=clock)
+    if name == "postgres":
+        from steadyflow.engines.postgres import PostgresEngine
+
+        return PostgresEngine(url, clock=clock)
     raise ValueError(name)
 
 
@@ -44,6 +53,12 @@ def clock() -> FakeClock:
 
 @pytest.fixture(params=ENGINES)
 def engine(request, clock, tmp_path):
+    if request.param == "postgres":
+        with pg.fresh_schema() as (url, _schema):
+            eng = make_engine("postgres", clock, tmp_path, url)
+            yield eng
+            eng.close()
+        return
     eng = make_engine(request.param, clock, tmp_path)
     yield eng
     eng.close()

@@ -74,6 +74,8 @@ def test_start_appends_started_then_decision_scheduled(engine, clock):
         (2, h.DECISION_TASK_SCHEDULED),
     ]
     assert events[0].attributes == {
+        "workflowId": "wf-1",
+        "runId": run_id,
         "workflowType": {"name": "Order", "version": "1.0"},
         "taskList": {"name": "deciders"},
         "input": '{"n": 1}',

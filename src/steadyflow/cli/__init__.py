@@ -15,7 +15,10 @@ import click
 
 from ..errors import ConfigError, SteadyflowError, WorkflowNotFound
 from .common import Context
+from .db import db_group
 from .processes import decider_group, standalone, worker_group
+from .stepfunctions import activity_server
+from .tasks import tasks_group
 from .workflow import workflow_group
 
 
@@ -46,6 +49,9 @@ cli.add_command(workflow_group)
 cli.add_command(decider_group)
 cli.add_command(worker_group)
 cli.add_command(standalone)
+cli.add_command(db_group)
+cli.add_command(activity_server)
+cli.add_command(tasks_group)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import signal
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -31,14 +32,18 @@ class Context:
 pass_ctx = click.make_pass_decorator(Context)
 
 
+def parse_json(text: str, option: str) -> Any:
+    try:
+        return json.loads(text)
+    except ValueError as exc:
+        raise ConfigError(f"{option} is not valid JSON: {exc}") from exc
+
+
 def parse_input(text: str | None) -> tuple[list[Any], dict[str, Any]]:
     """simpleflow's `--input`: a JSON list is args, a dict may hold `args`/`kwargs`, else one arg."""
     if text is None or text == "":
         return [], {}
-    try:
-        data = json.loads(text)
-    except ValueError as exc:
-        raise ConfigError(f"--input is not valid JSON: {exc}") from exc
+    data = parse_json(text, "--input")
     if isinstance(data, list):
         return data, {}
     if isinstance(data, dict) and (set(data) <= {"args", "kwargs", "__extra"}) and data:
@@ -75,11 +80,17 @@ format_option = click.option(
 )
 
 
-def stop_on_signals() -> threading.Event:
-    """An event set by SIGTERM or SIGINT, for long-running commands to stop cleanly."""
+def stop_on_signals(on_repeat: Callable[[], None] | None = None) -> threading.Event:
+    """An event set by SIGTERM or SIGINT, for long-running commands to stop cleanly.
+
+    A second signal while stopping calls `on_repeat` (e.g. `lambda: pool.stop(grace=0)`: stop at
+    once instead of waiting for running tasks).
+    """
     stop = threading.Event()
 
     def handler(signum: int, frame: Any) -> None:
+        if stop.is_set() and on_repeat is not None:
+            on_repeat()
         stop.set()
 
     signal.signal(signal.SIGTERM, handler)

@@ -7,8 +7,12 @@ import os
 import threading
 import time
 import uuid
+from typing import TYPE_CHECKING
 
 import click
+
+if TYPE_CHECKING:
+    from ..worker import WorkerPool
 
 from ..decider import Decider, load_workflow
 from ..errors import ConfigError
@@ -17,6 +21,9 @@ from .common import Context, parse_input, pass_ctx, stop_on_signals
 from .workflow import finish
 
 log = logging.getLogger("steadyflow.cli")
+
+DEFAULT_HOST = "127.0.0.1"
+"""The healthcheck's interface (`worker.health.DEFAULT_HOST`; not imported, to keep the CLI's start fast)."""
 
 
 def _processes(value: int) -> int:
@@ -53,16 +60,55 @@ def worker_group() -> None:
               help="Worker processes (0: one per CPU).")
 @click.option("--module", "-m", "modules", multiple=True, help="Module to import in every worker process.")
 @click.option("--start-method", type=click.Choice(["spawn", "forkserver", "fork"]), default="spawn", show_default=True)
+@click.option("--maxtasksperchild", type=int, help="Replace a worker process after it ran this many tasks.")
+@click.option("--max-memory", type=float, metavar="MB",
+              help="Replace a worker process after a task that left its resident memory above MB.")
+@click.option("--alarm-timeout", type=float, metavar="S",
+              help="Default for activities without alarm_timeout: raise TimeoutError inside the task after S seconds.")
+@click.option("--hard-timeout", type=float, metavar="S",
+              help="Default for activities without hard_timeout: kill the task's process after S seconds.")
+@click.option("--kill-grace", type=float, default=5.0, show_default=True, metavar="S",
+              help="After a hard timeout's SIGTERM, wait this long before SIGKILL.")
+@click.option("--grace", type=float, default=30.0, show_default=True, metavar="S",
+              help="On SIGTERM/SIGINT, let running tasks finish this long before handing them back.")
+@click.option("--healthcheck", type=int, metavar="PORT", help="Serve GET / with the pool's health on PORT.")
+@click.option("--healthcheck-host", default=DEFAULT_HOST, show_default=True,
+              help="Interface for the healthcheck (0.0.0.0: all).")
 @pass_ctx
-def worker_start(ctx: Context, task_list: str, processes: int, modules: tuple[str, ...], start_method: str) -> None:
-    """Run activities from a task list in a pool of processes until SIGTERM."""
+def worker_start(ctx: Context, task_list: str, processes: int, modules: tuple[str, ...], start_method: str,
+                 maxtasksperchild: int | None, max_memory: float | None, alarm_timeout: float | None,
+                 hard_timeout: float | None, kill_grace: float, grace: float, healthcheck: int | None,
+                 healthcheck_host: str) -> None:
+    """Run activities from a task list in a pool of processes until SIGTERM.
+
+    The first SIGTERM or SIGINT stops polling and gives running tasks --grace seconds; what is
+    still running then is handed back to be retried elsewhere. A second signal hands back at once.
+    """
     from ..worker import WorkerPool
 
     _verbose()
-    stop = stop_on_signals()
+    for flag, value in (("--kill-grace", kill_grace), ("--grace", grace)):
+        if value < 0:
+            raise ConfigError(f"{flag} must be >= 0 seconds, got {value:g}")
     pool = WorkerPool(ctx.engine(), task_list, processes=_processes(processes), modules=modules,
-                      start_method=start_method)
-    pool.run(stop)
+                      start_method=start_method, maxtasksperchild=maxtasksperchild, max_memory=max_memory,
+                      alarm_timeout=alarm_timeout, hard_timeout=hard_timeout, kill_grace=kill_grace, grace=grace,
+                      log_level=logging.getLogger().getEffectiveLevel())
+    serve(pool, healthcheck, healthcheck_host)
+
+
+def serve(pool: WorkerPool, healthcheck: int | None = None, healthcheck_host: str = DEFAULT_HOST) -> None:
+    """Run `pool` in this thread until SIGTERM/SIGINT (a second one: hand back at once), with an
+    optional healthcheck on `healthcheck_host:healthcheck`."""
+    from ..worker import HealthServer
+
+    health = HealthServer(pool, healthcheck, healthcheck_host).start() if healthcheck else None
+    try:
+        stop = stop_on_signals(on_repeat=lambda: pool.stop(grace=0))
+        pool.run(stop)
+    finally:
+        if health is not None:
+            health.close()
 
 
 def _verbose() -> None:
@@ -102,10 +148,11 @@ def standalone(ctx: Context, workflow: str, input_: str | None, workflow_id: str
     for t in threads:
         t.start()
     try:
-        info = engine.describe_execution(wid, rid)
+        # By workflow id, not run id: a continue-as-new chain is followed to its last run.
+        info = engine.describe_execution(wid)
         while info.is_open and not stop.is_set() and all(t.is_alive() for t in threads):
             time.sleep(0.05)
-            info = engine.describe_execution(wid, rid)
+            info = engine.describe_execution(wid)
     finally:
         stop.set()
         for t in threads:

@@ -5,17 +5,18 @@ from __future__ import annotations
 import json
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
 import click
 
-from ..decider import load_workflow
-from ..engines.base import ExecutionInfo
+from ..decider import load_workflow, query_workflow
+from ..engines.base import ID_REUSE_POLICIES, ExecutionInfo
 from ..errors import ConfigError
 from ..history import Event
 from ..local import run_local, start
 from ..payload import json as sfjson
-from .common import Context, emit, format_option, parse_input, pass_ctx, ts
+from .common import Context, emit, format_option, parse_input, parse_json, pass_ctx, ts
 
 
 @click.group("workflow")
@@ -30,10 +31,12 @@ def workflow_group() -> None:
 @click.option("--task-list", help="Decision task list (default: the workflow's).")
 @click.option("--tags", help="Comma-separated tags (at most 5).")
 @click.option("--local", is_flag=True, help="Run in this process, without persistence, and print the result.")
+@click.option("--id-reuse-policy", type=click.Choice(ID_REUSE_POLICIES), default="allow_duplicate", show_default=True,
+              help="May a closed workflow id be started again?")
 @pass_ctx
 def start_cmd(
     ctx: Context, workflow: str, input_: str | None, workflow_id: str | None, task_list: str | None,
-    tags: str | None, local: bool,
+    tags: str | None, local: bool, id_reuse_policy: str,
 ) -> None:
     """Start WORKFLOW (MODULE.Class); print its workflow id and run id."""
     args, kwargs = parse_input(input_)
@@ -45,7 +48,8 @@ def start_cmd(
         info = run_local(cls, args, kwargs, workflow_id=workflow_id)
         finish(info)
         return
-    wid, rid = start(ctx.engine(), cls, args, kwargs, workflow_id=workflow_id, task_list=task_list, tags=tag_list)
+    wid, rid = start(ctx.engine(), cls, args, kwargs, workflow_id=workflow_id, task_list=task_list, tags=tag_list,
+                     id_reuse_policy=id_reuse_policy)
     click.echo(f"{wid} {rid}")
 
 
@@ -145,7 +149,13 @@ def _summary(e: Event) -> str:
 @pass_ctx
 def tasks_cmd(ctx: Context, workflow_id: str, run_id: str | None, nb_tasks: int | None, fmt: str) -> None:
     """Each activity's last state and times, newest first (simpleflow's `workflow.tasks`)."""
-    rows = task_rows(ctx.engine().get_history(workflow_id, run_id))
+    engine = ctx.engine()
+    rows = task_rows(engine.get_history(workflow_id, run_id))
+    running = {t["activity_id"]: t for t in engine.list_activity_tasks(workflow_id, run_id)}
+    for row in rows:  # progress published by activities still running
+        live = running.get(row["Tasks"])
+        if live is not None and live.get("heartbeat_details") is not None:
+            row["Last Heartbeat"] = live["heartbeat_details"]
     emit(rows[:nb_tasks] if nb_tasks else rows, fmt)
 
 
@@ -177,8 +187,10 @@ def task_rows(events: list[Event]) -> list[dict[str, Any]]:
                 continue
         row["Last State"] = state
         row["Last State Time"] = ts(e.timestamp)
+        if state == "timed_out":
+            row["Last Heartbeat"] = e.attributes.get("details")
     ordered = [
-        {k: r.get(k) for k in ("Tasks", "Last State", "Last State Time", "Scheduled Time", "Attempts")}
+        {k: r.get(k) for k in ("Tasks", "Last State", "Last State Time", "Scheduled Time", "Attempts", "Last Heartbeat")}
         for r in tasks.values()
     ]
     return list(reversed(ordered))
@@ -213,3 +225,52 @@ def terminate_cmd(ctx: Context, workflow_id: str, run_id: str | None, reason: st
     """End an open execution at once."""
     ctx.engine().terminate_execution(workflow_id, run_id, reason=reason)
 
+
+
+@workflow_group.command("signal")
+@click.argument("workflow_id")
+@click.argument("signal_name")
+@click.option("--input", "-i", "input_", help="JSON input of the signal (what wait_signal returns).")
+@click.option("--run-id", help="A specific run (default: the latest).")
+@pass_ctx
+def signal_cmd(ctx: Context, workflow_id: str, signal_name: str, input_: str | None, run_id: str | None) -> None:
+    """Send signal SIGNAL_NAME to an open execution."""
+    text = None if input_ is None else sfjson.dumps(parse_json(input_, "--input"))
+    ctx.engine().signal_execution(workflow_id, run_id, signal_name, text)
+
+
+@workflow_group.command("cancel")
+@click.argument("workflow_id")
+@click.option("--run-id", help="A specific run (default: the latest).")
+@pass_ctx
+def cancel_cmd(ctx: Context, workflow_id: str, run_id: str | None) -> None:
+    """Ask an open execution to cancel: run() sees CancelledError at its next wait."""
+    ctx.engine().request_cancel_execution(workflow_id, run_id)
+
+
+@workflow_group.command("query")
+@click.argument("workflow_id")
+@click.argument("query_name")
+@click.option("--input", "-i", "input_", help="JSON list of arguments for the query method.")
+@click.option("--run-id", help="A specific run (default: the latest).")
+@pass_ctx
+def query_cmd(ctx: Context, workflow_id: str, query_name: str, input_: str | None, run_id: str | None) -> None:
+    """Call @query method QUERY_NAME on the execution's replayed state; print its JSON answer."""
+    args, _ = parse_input(input_)
+    answer = query_workflow(ctx.engine(), workflow_id, run_id, query_name, tuple(args))
+    click.echo(sfjson.dumps(answer))
+
+
+@workflow_group.command("replay")
+@click.argument("history_file", type=click.Path(exists=True, dir_okay=False))
+@click.option("--workflow", "workflow_path", help="MODULE.Class to replay with (default: from the history).")
+def replay_cmd(history_file: str, workflow_path: str | None) -> None:
+    """Replay a saved history (from `workflow history --format json`) against the current code.
+
+    Exits 1 with the non-determinism found, 0 when the code still matches the history.
+    """
+    from ..testing import Replayer
+
+    workflows = [load_workflow(workflow_path)] if workflow_path else []
+    Replayer(workflows).replay(Path(history_file))
+    click.echo(f"ok: {history_file} replays without non-determinism")

@@ -1,14 +1,16 @@
-"""Engines, chosen by URL: `memory://`, `sqlite:///path.db` (the default), later `postgresql://`."""
+"""Engines, chosen by URL: `memory://`, `sqlite:///path.db` (the default), `postgresql://...`."""
 
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Callable
 
-from ..errors import ConfigError
+from ..errors import ConfigError, EngineUnavailable
 from .base import ActivityTask, DecisionTask, Engine, ExecutionInfo
 
 DEFAULT_URL = "sqlite:///steadyflow.db"
+POSTGRES_SCHEMES = ("postgresql", "postgres")
 
 
 def default_url() -> str:
@@ -16,8 +18,14 @@ def default_url() -> str:
     return os.environ.get("STEADYFLOW_URL") or DEFAULT_URL
 
 
-def open_engine(url: str | None = None, clock: Callable[[], float] | None = None) -> Engine:
-    """Open the engine a URL names. A bare path is taken as a SQLite file."""
+def open_engine(
+    url: str | None = None, clock: Callable[[], float] | None = None, prepare: bool = True
+) -> Engine:
+    """Open the engine a URL names. A bare path is taken as a SQLite file.
+
+    `prepare=False` opens a SQL engine without creating or checking its schema (for `db status`
+    and `db upgrade`); normally a new database gets its schema and a mismatched one is refused.
+    """
     url = url or default_url()
     scheme, sep, rest = url.partition("://")
     if not sep:
@@ -29,8 +37,30 @@ def open_engine(url: str | None = None, clock: Callable[[], float] | None = None
     if scheme == "sqlite":
         from .sqlite import SQLiteEngine
 
-        return SQLiteEngine(sqlite_path(rest), clock=clock)
-    raise ConfigError(f"unknown engine URL scheme {scheme!r} in {url!r} (expected sqlite:///PATH or memory://)")
+        return SQLiteEngine(sqlite_path(rest), clock=clock, prepare=prepare)
+    if scheme in POSTGRES_SCHEMES:
+        try:
+            from .postgres import PostgresEngine
+        except ImportError as exc:
+            raise EngineUnavailable(
+                f"the PostgreSQL engine needs psycopg 3 and psycopg-pool ({exc.name or exc} is missing): "
+                "pip install 'steadyflow[postgres]'"
+            ) from None
+        return PostgresEngine(url, clock=clock, prepare=prepare)
+    raise ConfigError(
+        f"unknown engine URL scheme {scheme!r} in {display_url(url)!r} "
+        "(expected sqlite:///PATH, postgresql://... or memory://)"
+    )
+
+
+def display_url(url: str) -> str:
+    """The URL as it may be printed or logged: any password replaced by `***`."""
+    scheme, sep, rest = url.partition("://")
+    if sep and "@" in rest:
+        userinfo, _, hostpart = rest.rpartition("@")
+        user, colon, _ = userinfo.partition(":")
+        rest = f"{user}{':***' if colon else ''}@{hostpart}"
+    return scheme + sep + re.sub(r"(?i)(password=)[^&#\s]*", r"\1***", rest)
 
 
 def sqlite_path(rest: str) -> str:
@@ -41,4 +71,12 @@ def sqlite_path(rest: str) -> str:
     return path
 
 
-__all__ = ["ActivityTask", "DecisionTask", "Engine", "ExecutionInfo", "default_url", "open_engine"]
+__all__ = [
+    "ActivityTask",
+    "DecisionTask",
+    "Engine",
+    "ExecutionInfo",
+    "default_url",
+    "display_url",
+    "open_engine",
+]

@@ -42,6 +42,10 @@ DEFAULT_DECISION_TIMEOUT = 10.0
 should not stall its executions for long (SWF's default of 300 s is a poor fit)."""
 
 DECISION_RETRY_MAX_DELAY = 300.0
+
+ID_REUSE_POLICIES = ("allow_duplicate", "allow_duplicate_failed_only", "reject_duplicate")
+"""Whether a closed workflow id may be started again: always (the default), only when its last run
+did not complete, or never."""
 """Upper bound of the back-off before a failed decision task is handed out again."""
 
 
@@ -64,6 +68,9 @@ class ExecutionInfo:
     tags: tuple[str, ...] = ()
     decision_timeout: float = DEFAULT_DECISION_TIMEOUT
     next_event_id: int = 1
+    parent_workflow_id: str | None = None
+    parent_run_id: str | None = None
+    cancel_requested: bool = False
 
     @property
     def is_open(self) -> bool:
@@ -130,11 +137,13 @@ class Engine(ABC):
         input: str | None,
         tags: Sequence[str] = (),
         decision_timeout: float = DEFAULT_DECISION_TIMEOUT,
+        id_reuse_policy: str = "allow_duplicate",
     ) -> str:
         """Start an execution; return its new run id.
 
         Appends `WorkflowExecutionStarted` and `DecisionTaskScheduled`. Raises
-        `WorkflowAlreadyStarted` when an open execution has `workflow_id`.
+        `WorkflowAlreadyStarted` when an open execution has `workflow_id`, or when a closed one has
+        it and `id_reuse_policy` (one of `ID_REUSE_POLICIES`) forbids starting it again.
         """
 
     @abstractmethod
@@ -148,26 +157,48 @@ class Engine(ABC):
         """Executions, newest first. `status` is `open`, `closed` or one close status."""
 
     @abstractmethod
-    def get_history(self, workflow_id: str, run_id: str | None = None, after_event_id: int = 0) -> list[Event]:
+    def get_history(
+        self, workflow_id: str, run_id: str | None = None, after_event_id: int = 0
+    ) -> list[Event]:
         """Events with `event_id > after_event_id`, in order; `UnknownExecution` if none."""
 
     @abstractmethod
-    def signal_execution(self, workflow_id: str, run_id: str | None, signal_name: str, input: str | None) -> None:
+    def signal_execution(
+        self, workflow_id: str, run_id: str | None, signal_name: str, input: str | None
+    ) -> None:
         """Append `WorkflowExecutionSignaled` to an open execution and schedule a decision.
 
         `ExecutionClosed` if it is closed.
         """
 
     @abstractmethod
+    def request_cancel_execution(self, workflow_id: str, run_id: str | None = None) -> None:
+        """Ask an open execution to cancel: append `WorkflowExecutionCancelRequested`, schedule a
+        decision, and flag its open activity tasks so their next heartbeat returns True.
+
+        `ExecutionClosed` if it is closed.
+        """
+
+    @abstractmethod
     def terminate_execution(
-        self, workflow_id: str, run_id: str | None = None, reason: str | None = None, details: str | None = None
+        self,
+        workflow_id: str,
+        run_id: str | None = None,
+        reason: str | None = None,
+        details: str | None = None,
     ) -> None:
-        """Close an open execution at once (`WorkflowExecutionTerminated`), dropping its tasks and timers."""
+        """Close an open execution at once (`WorkflowExecutionTerminated`), dropping its tasks and timers.
+
+        As with every way an execution closes, its parent (if open) records the child's end, and its
+        open children get their parent-close policy.
+        """
 
     # -- decision tasks --------------------------------------------------------------------------
 
     @abstractmethod
-    def poll_decision_task(self, task_list: str, identity: str = "", wait: float = 0.0) -> DecisionTask | None:
+    def poll_decision_task(
+        self, task_list: str, identity: str = "", wait: float = 0.0
+    ) -> DecisionTask | None:
         """Lease the oldest scheduled decision task on `task_list`, waiting up to `wait` seconds.
 
         Appends `DecisionTaskStarted`. Returns None when nothing came within `wait`.
@@ -191,7 +222,9 @@ class Engine(ABC):
     # -- activity tasks --------------------------------------------------------------------------
 
     @abstractmethod
-    def poll_activity_task(self, task_list: str, identity: str = "", wait: float = 0.0) -> ActivityTask | None:
+    def poll_activity_task(
+        self, task_list: str, identity: str = "", wait: float = 0.0
+    ) -> ActivityTask | None:
         """Lease the next activity task (highest priority, then oldest); appends `ActivityTaskStarted`."""
 
     @abstractmethod
@@ -228,6 +261,23 @@ class Engine(ABC):
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def check_reuse(policy: str, workflow_id: str, last_status: str | None) -> None:
+    """Raise `WorkflowAlreadyStarted` when `policy` forbids reusing a closed id whose last run
+    ended with `last_status` (None: the id was never used)."""
+    from ..errors import ConfigError, WorkflowAlreadyStarted
+
+    if policy not in ID_REUSE_POLICIES:
+        raise ConfigError(
+            f"unknown id reuse policy {policy!r} (expected one of {', '.join(ID_REUSE_POLICIES)})"
+        )
+    if last_status is None or policy == "allow_duplicate":
+        return
+    if policy == "reject_duplicate" or last_status == "completed":
+        raise WorkflowAlreadyStarted(
+            workflow_id, reason=f"was already used (last run {last_status}; policy {policy})"
+        )
 
 
 def decision_retry_delay(failures: int) -> float:

@@ -14,13 +14,19 @@ from typing import Any
 
 from .. import history as h
 from ..decisions import (
+    ALL_DECISIONS,
     CLOSE_DECISIONS,
+    PARENT_CLOSE_POLICIES,
     CancelTimer,
+    CancelWorkflowExecution,
     CompleteWorkflowExecution,
+    ContinueAsNewWorkflowExecution,
     Decision,
     FailWorkflowExecution,
     RecordMarker,
     ScheduleActivityTask,
+    SignalExternalWorkflowExecution,
+    StartChildWorkflowExecution,
     StartTimer,
 )
 from ..errors import EngineError, ExecutionClosed, UnknownExecution, UnknownTask, WorkflowAlreadyStarted
@@ -32,6 +38,7 @@ from .base import (
     Engine,
     ExecutionInfo,
     activity_deadline,
+    check_reuse,
     decision_retry_delay,
 )
 
@@ -60,6 +67,11 @@ class _Execution:
     decision_lease: float | None = None
     decision_token: str | None = None
     decision_failures: int = 0
+    parent_workflow_id: str | None = None
+    parent_run_id: str | None = None
+    parent_initiated_id: int | None = None
+    parent_close_policy: str = "terminate"
+    cancel_requested: bool = False
 
 
 @dataclass
@@ -89,11 +101,6 @@ class _Activity:
         )
 
 
-_KNOWN_DECISIONS = (
-    ScheduleActivityTask, StartTimer, CancelTimer, RecordMarker, CompleteWorkflowExecution, FailWorkflowExecution
-)
-
-
 class MemoryEngine(Engine):
     schemes = ("memory",)
     shared = False
@@ -104,7 +111,9 @@ class MemoryEngine(Engine):
         self._runs: dict[str, _Execution] = {}
         self._latest: dict[str, str] = {}  # workflow_id -> latest run_id
         self._activities: dict[tuple[str, int], _Activity] = {}  # (run_id, scheduled_event_id)
-        self._timers: dict[tuple[str, str], tuple[int, float]] = {}  # (run_id, timer_id) -> (event id, fire at)
+        self._timers: dict[
+            tuple[str, str], tuple[int, float]
+        ] = {}  # (run_id, timer_id) -> (event id, fire at)
         self._seq = 0
 
     # -- helpers ---------------------------------------------------------------------------------
@@ -115,14 +124,19 @@ class MemoryEngine(Engine):
 
     def _append(self, ex: _Execution, event_type: str, **attrs: Any) -> int:
         event_id = len(ex.events) + 1
-        ex.events.append(h.Event(event_id, event_type, self.clock(), {k: v for k, v in attrs.items() if v is not None}))
+        ex.events.append(
+            h.Event(event_id, event_type, self.clock(), {k: v for k, v in attrs.items() if v is not None})
+        )
         return event_id
 
     def _schedule_decision(self, ex: _Execution, delay: float = 0.0) -> None:
         if ex.status != OPEN or ex.decision_scheduled_id is not None:
             return
         ex.decision_scheduled_id = self._append(
-            ex, h.DECISION_TASK_SCHEDULED, taskList={"name": ex.task_list}, startToCloseTimeout=ex.decision_timeout
+            ex,
+            h.DECISION_TASK_SCHEDULED,
+            taskList={"name": ex.task_list},
+            startToCloseTimeout=ex.decision_timeout,
         )
         ex.decision_visible_at = self.clock() + delay
         self._cond.notify_all()
@@ -143,6 +157,51 @@ class MemoryEngine(Engine):
             del self._activities[key]
         for key in [k for k in self._timers if k[0] == ex.run_id]:
             del self._timers[key]
+        parent = self._runs.get(ex.parent_run_id or "")
+        if parent is not None and parent.status == OPEN and status in h.CHILD_CLOSE_EVENTS:
+            started = next(
+                (
+                    e.event_id
+                    for e in parent.events
+                    if e.event_type == h.CHILD_STARTED
+                    and e.attributes.get("initiatedEventId") == ex.parent_initiated_id
+                ),
+                None,
+            )
+            outcome = (
+                {"result": ex.result}
+                if status == "completed"
+                else {"reason": ex.close_reason, "details": ex.close_details}
+            )
+            self._append(
+                parent,
+                h.CHILD_CLOSE_EVENTS[status],
+                initiatedEventId=ex.parent_initiated_id,
+                startedEventId=started,
+                workflowExecution={"workflowId": ex.workflow_id, "runId": ex.run_id},
+                **outcome,
+            )
+            self._schedule_decision(parent)
+        for child in [c for c in self._runs.values() if c.parent_run_id == ex.run_id and c.status == OPEN]:
+            if child.parent_close_policy == "terminate":
+                self._append(
+                    child,
+                    h.WORKFLOW_EXECUTION_TERMINATED,
+                    reason="parent closed",
+                    cause="CHILD_POLICY_APPLIED",
+                )
+                child.close_reason = "parent closed"
+                self._close(child, "terminated")
+            elif child.parent_close_policy == "request_cancel":
+                self._request_cancel(child, cause="CHILD_POLICY_APPLIED")
+
+    def _request_cancel(self, ex: _Execution, cause: str | None = None) -> None:
+        self._append(ex, h.WORKFLOW_EXECUTION_CANCEL_REQUESTED, cause=cause)
+        ex.cancel_requested = True
+        for act in self._activities.values():
+            if act.run_id == ex.run_id:
+                act.cancel_requested = True
+        self._schedule_decision(ex)
 
     @staticmethod
     def _info(ex: _Execution) -> ExecutionInfo:
@@ -162,6 +221,9 @@ class MemoryEngine(Engine):
             tags=ex.tags,
             decision_timeout=ex.decision_timeout,
             next_event_id=len(ex.events) + 1,
+            parent_workflow_id=ex.parent_workflow_id,
+            parent_run_id=ex.parent_run_id,
+            cancel_requested=ex.cancel_requested,
         )
 
     def _wait_for(self, claim: Callable[[], Any], wait: float) -> Any:
@@ -191,29 +253,57 @@ class MemoryEngine(Engine):
         input: str | None,
         tags: Sequence[str] = (),
         decision_timeout: float = DEFAULT_DECISION_TIMEOUT,
+        id_reuse_policy: str = "allow_duplicate",
     ) -> str:
         with self._cond:
             latest = self._runs.get(self._latest.get(workflow_id, ""))
             if latest is not None and latest.status == OPEN:
                 raise WorkflowAlreadyStarted(workflow_id, latest.run_id)
-            run_id = uuid.uuid4().hex
-            ex = _Execution(
-                workflow_id, run_id, workflow_type, version, task_list, input, tuple(tags),
-                decision_timeout, self.clock(), self._next_seq(),
-            )
-            self._runs[run_id] = ex
-            self._latest[workflow_id] = run_id
-            self._append(
-                ex,
-                h.WORKFLOW_EXECUTION_STARTED,
-                workflowType={"name": workflow_type, "version": version},
-                taskList={"name": task_list},
-                input=input,
-                tagList=list(tags),
-                taskStartToCloseTimeout=decision_timeout,
-            )
-            self._schedule_decision(ex)
-            return run_id
+            check_reuse(id_reuse_policy, workflow_id, latest.status if latest else None)
+            return self._new_run(
+                workflow_id, workflow_type, version, task_list, input, tags, decision_timeout
+            ).run_id
+
+    def _new_run(
+        self,
+        workflow_id: str,
+        workflow_type: str,
+        version: str,
+        task_list: str,
+        input: str | None,
+        tags: Sequence[str],
+        decision_timeout: float,
+        **started: Any,
+    ) -> _Execution:
+        run_id = uuid.uuid4().hex
+        ex = _Execution(
+            workflow_id,
+            run_id,
+            workflow_type,
+            version,
+            task_list,
+            input,
+            tuple(tags),
+            decision_timeout,
+            self.clock(),
+            self._next_seq(),
+        )
+        self._runs[run_id] = ex
+        self._latest[workflow_id] = run_id
+        self._append(
+            ex,
+            h.WORKFLOW_EXECUTION_STARTED,
+            workflowId=workflow_id,
+            runId=run_id,
+            workflowType={"name": workflow_type, "version": version},
+            taskList={"name": task_list},
+            input=input,
+            tagList=list(tags),
+            taskStartToCloseTimeout=decision_timeout,
+            **started,
+        )
+        self._schedule_decision(ex)
+        return ex
 
     def describe_execution(self, workflow_id: str, run_id: str | None = None) -> ExecutionInfo:
         with self._cond:
@@ -232,11 +322,15 @@ class MemoryEngine(Engine):
                 runs = [e for e in runs if e.workflow_type == workflow_type]
             return [self._info(e) for e in runs[offset : offset + limit]]
 
-    def get_history(self, workflow_id: str, run_id: str | None = None, after_event_id: int = 0) -> list[h.Event]:
+    def get_history(
+        self, workflow_id: str, run_id: str | None = None, after_event_id: int = 0
+    ) -> list[h.Event]:
         with self._cond:
             return list(self._find(workflow_id, run_id).events[after_event_id:])
 
-    def signal_execution(self, workflow_id: str, run_id: str | None, signal_name: str, input: str | None) -> None:
+    def signal_execution(
+        self, workflow_id: str, run_id: str | None, signal_name: str, input: str | None
+    ) -> None:
         with self._cond:
             ex = self._find(workflow_id, run_id)
             if ex.status != OPEN:
@@ -244,8 +338,19 @@ class MemoryEngine(Engine):
             self._append(ex, h.WORKFLOW_EXECUTION_SIGNALED, signalName=signal_name, input=input)
             self._schedule_decision(ex)
 
+    def request_cancel_execution(self, workflow_id: str, run_id: str | None = None) -> None:
+        with self._cond:
+            ex = self._find(workflow_id, run_id)
+            if ex.status != OPEN:
+                raise ExecutionClosed(f"execution {workflow_id} is {ex.status}; it cannot be cancelled")
+            self._request_cancel(ex)
+
     def terminate_execution(
-        self, workflow_id: str, run_id: str | None = None, reason: str | None = None, details: str | None = None
+        self,
+        workflow_id: str,
+        run_id: str | None = None,
+        reason: str | None = None,
+        details: str | None = None,
     ) -> None:
         with self._cond:
             ex = self._find(workflow_id, run_id)
@@ -257,7 +362,9 @@ class MemoryEngine(Engine):
 
     # -- decision tasks --------------------------------------------------------------------------
 
-    def poll_decision_task(self, task_list: str, identity: str = "", wait: float = 0.0) -> DecisionTask | None:
+    def poll_decision_task(
+        self, task_list: str, identity: str = "", wait: float = 0.0
+    ) -> DecisionTask | None:
         def claim() -> DecisionTask | None:
             now = self.clock()
             ready = [
@@ -273,15 +380,24 @@ class MemoryEngine(Engine):
                 return None
             ex = min(ready, key=lambda e: (e.decision_visible_at, e.seq))
             started = self._append(
-                ex, h.DECISION_TASK_STARTED, scheduledEventId=ex.decision_scheduled_id, identity=identity or None
+                ex,
+                h.DECISION_TASK_STARTED,
+                scheduledEventId=ex.decision_scheduled_id,
+                identity=identity or None,
             )
             ex.decision_scheduled_id = None
             ex.decision_started_id = started
             ex.decision_lease = now + ex.decision_timeout
             ex.decision_token = f"{ex.run_id}/{started}/{uuid.uuid4().hex[:8]}"
             return DecisionTask(
-                ex.decision_token, ex.workflow_id, ex.run_id, ex.workflow_type, ex.version, ex.task_list,
-                started, list(ex.events),
+                ex.decision_token,
+                ex.workflow_id,
+                ex.run_id,
+                ex.workflow_type,
+                ex.version,
+                ex.task_list,
+                started,
+                list(ex.events),
             )
 
         return self._wait_for(claim, wait)
@@ -290,7 +406,9 @@ class MemoryEngine(Engine):
         self._fire_due_locked()  # a lease that ran out is fired first, so its token is rejected
         ex = self._runs.get(token.split("/", 1)[0])
         if ex is None or ex.status != OPEN or ex.decision_token != token:
-            raise UnknownTask("decision task is no longer leased to this decider (lease expired or already completed)")
+            raise UnknownTask(
+                "decision task is no longer leased to this decider (lease expired or already completed)"
+            )
         return ex
 
     def complete_decision_task(
@@ -300,7 +418,7 @@ class MemoryEngine(Engine):
             if isinstance(d, CLOSE_DECISIONS) and i != len(decisions) - 1:
                 raise EngineError("a decision that closes the execution must be the last one")
         for d in decisions:
-            if not isinstance(d, _KNOWN_DECISIONS):
+            if not isinstance(d, ALL_DECISIONS):
                 raise EngineError(f"unknown decision {d!r}")
         with self._cond:
             ex = self._decision_owner(token)
@@ -338,35 +456,215 @@ class MemoryEngine(Engine):
                 self._activities[(ex.run_id, eid)] = _Activity(ex.run_id, d, eid, now, self._next_seq())
             elif isinstance(d, StartTimer):
                 if (ex.run_id, d.timer_id) in self._timers:
-                    self._append(ex, h.START_TIMER_FAILED, timerId=d.timer_id, cause="TIMER_ID_ALREADY_IN_USE",
-                                 decisionTaskCompletedEventId=completed)
+                    self._append(
+                        ex,
+                        h.START_TIMER_FAILED,
+                        timerId=d.timer_id,
+                        cause="TIMER_ID_ALREADY_IN_USE",
+                        decisionTaskCompletedEventId=completed,
+                    )
                     self._schedule_decision(ex)
                     continue
-                eid = self._append(ex, h.TIMER_STARTED, timerId=d.timer_id, startToFireTimeout=d.seconds,
-                                   control=d.control, decisionTaskCompletedEventId=completed)
+                eid = self._append(
+                    ex,
+                    h.TIMER_STARTED,
+                    timerId=d.timer_id,
+                    startToFireTimeout=d.seconds,
+                    control=d.control,
+                    decisionTaskCompletedEventId=completed,
+                )
                 self._timers[(ex.run_id, d.timer_id)] = (eid, now + d.seconds)
             elif isinstance(d, CancelTimer):
                 timer = self._timers.pop((ex.run_id, d.timer_id), None)
                 if timer is None:
-                    self._append(ex, h.CANCEL_TIMER_FAILED, timerId=d.timer_id, cause="TIMER_ID_UNKNOWN",
-                                 decisionTaskCompletedEventId=completed)
+                    self._append(
+                        ex,
+                        h.CANCEL_TIMER_FAILED,
+                        timerId=d.timer_id,
+                        cause="TIMER_ID_UNKNOWN",
+                        decisionTaskCompletedEventId=completed,
+                    )
                     self._schedule_decision(ex)
                 else:
-                    self._append(ex, h.TIMER_CANCELED, timerId=d.timer_id, startedEventId=timer[0],
-                                 decisionTaskCompletedEventId=completed)
+                    self._append(
+                        ex,
+                        h.TIMER_CANCELED,
+                        timerId=d.timer_id,
+                        startedEventId=timer[0],
+                        decisionTaskCompletedEventId=completed,
+                    )
             elif isinstance(d, RecordMarker):
-                self._append(ex, h.MARKER_RECORDED, markerName=d.name, details=d.details,
-                             decisionTaskCompletedEventId=completed)
+                self._append(
+                    ex,
+                    h.MARKER_RECORDED,
+                    markerName=d.name,
+                    details=d.details,
+                    decisionTaskCompletedEventId=completed,
+                )
+            elif isinstance(d, SignalExternalWorkflowExecution):
+                self._signal_external(ex, d, completed)
+            elif isinstance(d, StartChildWorkflowExecution):
+                self._start_child(ex, d, completed)
+            elif isinstance(d, CancelWorkflowExecution):
+                self._append(
+                    ex,
+                    h.WORKFLOW_EXECUTION_CANCELED,
+                    details=d.details,
+                    decisionTaskCompletedEventId=completed,
+                )
+                ex.close_details = d.details
+                self._close(ex, "canceled")
+            elif isinstance(d, ContinueAsNewWorkflowExecution):
+                self._continue_as_new(ex, d, completed)
             elif isinstance(d, CompleteWorkflowExecution):
-                self._append(ex, h.WORKFLOW_EXECUTION_COMPLETED, result=d.result,
-                             decisionTaskCompletedEventId=completed)
+                self._append(
+                    ex,
+                    h.WORKFLOW_EXECUTION_COMPLETED,
+                    result=d.result,
+                    decisionTaskCompletedEventId=completed,
+                )
                 ex.result = d.result
                 self._close(ex, "completed")
             elif isinstance(d, FailWorkflowExecution):
-                self._append(ex, h.WORKFLOW_EXECUTION_FAILED, reason=d.reason, details=d.details,
-                             decisionTaskCompletedEventId=completed)
+                self._append(
+                    ex,
+                    h.WORKFLOW_EXECUTION_FAILED,
+                    reason=d.reason,
+                    details=d.details,
+                    decisionTaskCompletedEventId=completed,
+                )
                 ex.close_reason, ex.close_details = d.reason, d.details
                 self._close(ex, "failed")
+
+    def _signal_external(self, ex: _Execution, d: SignalExternalWorkflowExecution, completed: int) -> None:
+        initiated = self._append(
+            ex,
+            h.SIGNAL_EXTERNAL_INITIATED,
+            workflowId=d.workflow_id,
+            runId=d.run_id,
+            signalName=d.signal_name,
+            input=d.input,
+            control=d.control,
+            decisionTaskCompletedEventId=completed,
+        )
+        rid = d.run_id or self._latest.get(d.workflow_id)
+        target = self._runs.get(rid or "")
+        if target is None or target.workflow_id != d.workflow_id or target.status != OPEN:
+            self._append(
+                ex,
+                h.SIGNAL_EXTERNAL_FAILED,
+                initiatedEventId=initiated,
+                workflowId=d.workflow_id,
+                runId=d.run_id,
+                cause="UNKNOWN_EXTERNAL_WORKFLOW_EXECUTION",
+                control=d.control,
+            )
+        else:
+            self._append(
+                target,
+                h.WORKFLOW_EXECUTION_SIGNALED,
+                signalName=d.signal_name,
+                input=d.input,
+                externalWorkflowExecution={"workflowId": ex.workflow_id, "runId": ex.run_id},
+                externalInitiatedEventId=initiated,
+            )
+            self._schedule_decision(target)
+            self._append(
+                ex,
+                h.EXTERNAL_WORKFLOW_SIGNALED,
+                initiatedEventId=initiated,
+                workflowExecution={"workflowId": target.workflow_id, "runId": target.run_id},
+            )
+        self._schedule_decision(ex)
+
+    def _start_child(self, ex: _Execution, d: StartChildWorkflowExecution, completed: int) -> None:
+        initiated = self._append(
+            ex,
+            h.START_CHILD_INITIATED,
+            workflowId=d.workflow_id,
+            workflowType={"name": d.workflow_type, "version": d.version},
+            taskList={"name": d.task_list},
+            input=d.input,
+            control=d.control,
+            parentClosePolicy=d.parent_close_policy,
+            tagList=list(d.tags),
+            decisionTaskCompletedEventId=completed,
+        )
+        latest = self._runs.get(self._latest.get(d.workflow_id, ""))
+        if latest is not None and latest.status == OPEN:
+            self._append(
+                ex,
+                h.START_CHILD_FAILED,
+                initiatedEventId=initiated,
+                workflowId=d.workflow_id,
+                workflowType={"name": d.workflow_type, "version": d.version},
+                cause="WORKFLOW_ALREADY_RUNNING",
+                control=d.control,
+            )
+            self._schedule_decision(ex)
+            return
+        child = self._new_run(
+            d.workflow_id,
+            d.workflow_type,
+            d.version,
+            d.task_list,
+            d.input,
+            d.tags,
+            d.decision_timeout or ex.decision_timeout,
+            parentWorkflowExecution={"workflowId": ex.workflow_id, "runId": ex.run_id},
+            parentInitiatedEventId=initiated,
+        )
+        child.parent_workflow_id, child.parent_run_id, child.parent_initiated_id = (
+            ex.workflow_id,
+            ex.run_id,
+            initiated,
+        )
+        child.parent_close_policy = (
+            d.parent_close_policy if d.parent_close_policy in PARENT_CLOSE_POLICIES else "terminate"
+        )
+        self._append(
+            ex,
+            h.CHILD_STARTED,
+            initiatedEventId=initiated,
+            workflowExecution={"workflowId": child.workflow_id, "runId": child.run_id},
+            workflowType={"name": d.workflow_type, "version": d.version},
+        )
+        self._schedule_decision(ex)
+
+    def _continue_as_new(self, ex: _Execution, d: ContinueAsNewWorkflowExecution, completed: int) -> None:
+        parent = {}
+        if ex.parent_run_id:
+            parent = {
+                "parentWorkflowExecution": {
+                    "workflowId": self._runs[ex.parent_run_id].workflow_id,
+                    "runId": ex.parent_run_id,
+                },
+                "parentInitiatedEventId": ex.parent_initiated_id,
+            }
+        nxt = self._new_run(
+            ex.workflow_id,
+            ex.workflow_type,
+            d.version or ex.version,
+            d.task_list or ex.task_list,
+            d.input,
+            ex.tags,
+            ex.decision_timeout,
+            continuedExecutionRunId=ex.run_id,
+            **parent,
+        )
+        nxt.parent_workflow_id, nxt.parent_run_id = ex.parent_workflow_id, ex.parent_run_id
+        nxt.parent_initiated_id = ex.parent_initiated_id
+        nxt.parent_close_policy = ex.parent_close_policy
+        self._append(
+            ex,
+            h.WORKFLOW_EXECUTION_CONTINUED_AS_NEW,
+            input=d.input,
+            newExecutionRunId=nxt.run_id,
+            taskList={"name": nxt.task_list},
+            decisionTaskCompletedEventId=completed,
+        )
+        self._close(ex, "continued_as_new")
+        self._latest[ex.workflow_id] = nxt.run_id
 
     def fail_decision_task(self, token: str, cause: str, details: str | None = None) -> None:
         with self._cond:
@@ -389,22 +687,39 @@ class MemoryEngine(Engine):
 
     # -- activity tasks --------------------------------------------------------------------------
 
-    def poll_activity_task(self, task_list: str, identity: str = "", wait: float = 0.0) -> ActivityTask | None:
+    def poll_activity_task(
+        self, task_list: str, identity: str = "", wait: float = 0.0
+    ) -> ActivityTask | None:
         def claim() -> ActivityTask | None:
-            ready = [a for a in self._activities.values() if a.token is None and a.decision.task_list == task_list]
+            ready = [
+                a for a in self._activities.values() if a.token is None and a.decision.task_list == task_list
+            ]
             if not ready:
                 return None
             act = min(ready, key=lambda a: (-a.decision.priority, a.seq))
             ex = self._runs[act.run_id]
             act.started_event_id = self._append(
-                ex, h.ACTIVITY_TASK_STARTED, scheduledEventId=act.scheduled_event_id, identity=identity or None
+                ex,
+                h.ACTIVITY_TASK_STARTED,
+                scheduledEventId=act.scheduled_event_id,
+                identity=identity or None,
             )
             act.started_at = self.clock()
             act.token = f"{act.run_id}/{act.scheduled_event_id}/{uuid.uuid4().hex[:8]}"
             d = act.decision
             return ActivityTask(
-                act.token, ex.workflow_id, ex.run_id, d.activity_id, d.name, d.version, d.task_list, d.input,
-                d.control, act.scheduled_event_id, act.started_event_id, d.heartbeat_timeout,
+                act.token,
+                ex.workflow_id,
+                ex.run_id,
+                d.activity_id,
+                d.name,
+                d.version,
+                d.task_list,
+                d.input,
+                d.control,
+                act.scheduled_event_id,
+                act.started_event_id,
+                d.heartbeat_timeout,
                 d.start_to_close_timeout,
             )
 
@@ -417,7 +732,9 @@ class MemoryEngine(Engine):
         if len(parts) == 3 and parts[1].isdigit():
             act = self._activities.get((parts[0], int(parts[1])))
         if act is None or act.token != token:
-            raise UnknownTask("activity task is no longer leased to this worker (timed out or already closed)")
+            raise UnknownTask(
+                "activity task is no longer leased to this worker (timed out or already closed)"
+            )
         return act
 
     def heartbeat_activity_task(self, token: str, details: str | None = None) -> bool:
@@ -434,7 +751,11 @@ class MemoryEngine(Engine):
             ex = self._runs[act.run_id]
             del self._activities[(act.run_id, act.scheduled_event_id)]
             self._append(
-                ex, event_type, scheduledEventId=act.scheduled_event_id, startedEventId=act.started_event_id, **attrs
+                ex,
+                event_type,
+                scheduledEventId=act.scheduled_event_id,
+                startedEventId=act.started_event_id,
+                **attrs,
             )
             self._schedule_decision(ex)
 
@@ -447,7 +768,9 @@ class MemoryEngine(Engine):
     def list_activity_tasks(self, workflow_id: str, run_id: str | None = None) -> list[dict[str, Any]]:
         with self._cond:
             ex = self._find(workflow_id, run_id)
-            acts = sorted((a for a in self._activities.values() if a.run_id == ex.run_id), key=lambda a: a.seq)
+            acts = sorted(
+                (a for a in self._activities.values() if a.run_id == ex.run_id), key=lambda a: a.seq
+            )
             return [
                 {
                     "activity_id": a.decision.activity_id,
@@ -484,8 +807,12 @@ class MemoryEngine(Engine):
                 del self._activities[key]
                 ex = self._runs[act.run_id]
                 self._append(
-                    ex, h.ACTIVITY_TASK_TIMED_OUT, scheduledEventId=act.scheduled_event_id,
-                    startedEventId=act.started_event_id, timeoutType=kind, details=act.details,
+                    ex,
+                    h.ACTIVITY_TASK_TIMED_OUT,
+                    scheduledEventId=act.scheduled_event_id,
+                    startedEventId=act.started_event_id,
+                    timeoutType=kind,
+                    details=act.details,
                 )
                 self._schedule_decision(ex)
                 fired += 1
@@ -493,9 +820,11 @@ class MemoryEngine(Engine):
             if ex.decision_lease is not None and ex.decision_lease <= now:
                 started = ex.decision_started_id
                 self._append(
-                    ex, h.DECISION_TASK_TIMED_OUT,
+                    ex,
+                    h.DECISION_TASK_TIMED_OUT,
                     scheduledEventId=ex.events[started - 1].attributes.get("scheduledEventId"),
-                    startedEventId=started, timeoutType="START_TO_CLOSE",
+                    startedEventId=started,
+                    timeoutType="START_TO_CLOSE",
                 )
                 ex.decision_started_id = ex.decision_token = ex.decision_lease = None
                 self._schedule_decision(ex)

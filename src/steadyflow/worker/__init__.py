@@ -1,5 +1,12 @@
-"""The activity worker: a supervisor that talks to the engine and child processes that run activities."""
+"""The activity worker: a supervisor that talks to the engine and child processes that run activities.
 
-from .pool import PoolError, WorkerPool
+`WorkerPool` is the pool (`pool.py`, with the child side in `child.py`), `HealthServer` its HTTP
+healthcheck (`health.py`), `TaskHandler` the hook that runs the tasks of one activity name without
+a function lookup (`runner.py`; stefuna's `Worker` classes plug in through it).
+"""
 
-__all__ = ["PoolError", "WorkerPool"]
+from .health import HealthServer
+from .pool import PoolConfigError, PoolError, WorkerPool
+from .runner import Outcome, TaskHandler
+
+__all__ = ["HealthServer", "Outcome", "PoolConfigError", "PoolError", "TaskHandler", "WorkerPool"]

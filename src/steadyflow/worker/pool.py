@@ -1,20 +1,27 @@
 """The worker pool: one supervisor that talks to the engine, N child processes that run activities.
 
 Only the supervisor (the thread that calls `WorkerPool.run`) touches the engine. It leases activity
-tasks for idle children, hands each one over a pipe as a plain dict, heartbeats every running task
-itself (so activity code never has to), forwards the progress details the activity publishes with
-`heartbeat(...)`, and reports the outcome a child sends back. A child that dies while running a task
-(SIGKILL, segfault, `os._exit`) gets that task failed with simpleflow's reason
-`"process <pid> died: exit code <code>"` and is replaced; the pool keeps serving.
+tasks for idle children, hands each one over a pipe as a plain dict (`child.py` is the other end),
+heartbeats every running task itself (so activity code never has to), forwards the progress details
+the activity publishes with `heartbeat(...)` and any cancellation request the engine answers with,
+and reports the outcome a child sends back.
 
-Messages on a child's pipe (tuples, first item the kind):
+Processes come and go without losing a task:
 
-- child -> supervisor: `("ready", pid)`, `("heartbeat", details_json)`,
-  `("outcome", ok, result, reason, details)`
-- supervisor -> child: `("task", task_dict)`, `("cancel",)`, `("stop",)`
+- a child that dies while running a task (SIGKILL, segfault, OOM killer, `os._exit`) gets that task
+  failed with simpleflow's reason `"process <pid> died: exit code <code>"` and is replaced;
+- a task past its `hard_timeout` has its process group killed (SIGTERM, then SIGKILL after
+  `kill_grace`), which works on code stuck in C that never returns to the interpreter (the
+  `alarm_timeout` raised inside the task cannot); the attempt fails with `TimeoutError` and the
+  workflow's retry policy decides what follows;
+- a child that ran `maxtasksperchild` tasks, or whose resident memory passed `max_memory` MB after a
+  task, is retired and replaced at once;
+- `stop(grace)` stops polling, lets running tasks finish for `grace` seconds, then kills their
+  processes and hands the tasks back (`WorkerShutdown: ...`) so that they are retried elsewhere.
 
-Children ignore SIGINT (the supervisor coordinates shutdown), die on SIGTERM, leave their loop when
-the pipe reaches EOF and exit as soon as the supervisor's process is gone, so they never outlive it.
+The supervisor learns a task's alarm and hard timeouts by resolving the activity by name in its own
+process; the worker-wide defaults apply when it cannot (a handler activity, a module this worker
+does not have), so nothing about them travels with the scheduled task.
 """
 
 from __future__ import annotations
@@ -28,150 +35,34 @@ import signal
 import socket
 import threading
 import time
-from dataclasses import dataclass
-from multiprocessing.connection import Connection
+from collections.abc import Mapping
 from multiprocessing.connection import wait as wait_ready
 from typing import Any
 
+from ..activity import find_activity
 from ..engines.base import ActivityTask, Engine
-from ..errors import ConfigError, PayloadError, SteadyflowError, UnknownTask
-from ..payload import json as sfjson
-from .runner import Outcome, run_task
+from ..errors import ConfigError, UnknownTask
+from .child import ChildConfig, child_main
+from .reporter import Reporter
+from .runner import Outcome, TaskHandler, failure
+from .state import (
+    CHILD_EXIT_TIMEOUT,
+    CRASH_LOOP_LIMIT,
+    MAX_MESSAGES_PER_WAKE,
+    MB,
+    MIN_HEARTBEAT_INTERVAL,
+    MIN_WAIT,
+    SHUTDOWN_REASON,
+    Child,
+    PoolConfigError,
+    PoolError,
+    PoolStatus,
+    Running,
+    heartbeat_interval,
+    positive,
+)
 
 log = logging.getLogger("steadyflow.worker")
-
-MIN_WAIT = 0.002
-"""First wait after an empty poll; doubles up to `poll_interval` while nothing is found."""
-MIN_HEARTBEAT_INTERVAL = 0.2
-CRASH_LOOP_LIMIT = 5
-"""Children dying in a row without running a task before `run` gives up with `PoolError`."""
-SHUTDOWN_REASON = "WorkerShutdown: task handed back on shutdown"
-REPORT_RETRY_DELAYS = (0.5, 1.0, 2.0, 4.0, 8.0)
-"""Back-off for re-reporting an outcome when the engine raised something other than `UnknownTask`."""
-MAX_MESSAGES_PER_WAKE = 100
-CHILD_EXIT_TIMEOUT = 5.0
-ERROR_LOG_INTERVAL = 5.0
-
-
-class PoolError(SteadyflowError):
-    """The pool cannot keep its child processes alive (they die on start again and again)."""
-
-
-def heartbeat_interval(heartbeat_timeout: float | None) -> float | None:
-    """How often the supervisor heartbeats a task: a third of its timeout, at least 0.2 s."""
-    if not heartbeat_timeout or heartbeat_timeout <= 0:
-        return None
-    return max(MIN_HEARTBEAT_INTERVAL, heartbeat_timeout / 3)
-
-
-# -- child side ----------------------------------------------------------------------------------
-
-
-def _exit_with_parent() -> None:
-    """Exit this child as soon as the supervisor's process is gone, even in the middle of a task."""
-    parent = multiprocessing.parent_process()
-    if parent is None:
-        return
-
-    def watch() -> None:
-        wait_ready([parent.sentinel])
-        os._exit(1)
-
-    threading.Thread(target=watch, name="steadyflow-parent-watch", daemon=True).start()
-
-
-def _run_in_child(conn: Connection, task: dict[str, Any], modules: tuple[str, ...]) -> Any:
-    state: dict[str, Any] = {"cancel": False, "last": None}
-
-    def send_heartbeat(details: Any) -> bool:
-        try:
-            if details is not None:
-                try:
-                    text: str | None = sfjson.dumps(details)
-                except PayloadError as exc:
-                    log.warning(
-                        "heartbeat details of %s are not JSON-serialisable; not sent: %s", task["name"], exc
-                    )
-                    text = None
-                if text is not None and text != state["last"]:
-                    conn.send(("heartbeat", text))
-                    state["last"] = text
-            while conn.poll():
-                msg = conn.recv()
-                if msg[0] == "cancel":
-                    state["cancel"] = True
-        except (EOFError, OSError):
-            raise SystemExit(1) from None  # the supervisor is gone: nobody will record the result
-        return bool(state["cancel"])
-
-    return run_task(task, send_heartbeat, modules)
-
-
-def _child_main(conn: Connection, modules: tuple[str, ...]) -> None:
-    """A child's life: import the modules, then run the tasks that arrive until the pipe closes."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
-    _exit_with_parent()
-    try:
-        for name in modules:
-            importlib.import_module(name)
-        conn.send(("ready", os.getpid()))
-        while True:
-            try:
-                msg = conn.recv()
-            except (EOFError, OSError):
-                return
-            if msg[0] == "task":
-                outcome = _run_in_child(conn, msg[1], modules)
-                conn.send(("outcome", outcome.ok, outcome.result, outcome.reason, outcome.details))
-            elif msg[0] == "stop":
-                return
-            # A "cancel" for a task that already finished needs nothing.
-    except (EOFError, OSError):
-        return
-    finally:
-        conn.close()
-
-
-# -- supervisor side -----------------------------------------------------------------------------
-
-
-@dataclass(eq=False)
-class _Running:
-    """A task leased by the supervisor and handed to a child."""
-
-    token: str
-    label: str
-    interval: float | None
-    last_beat: float
-    next_beat: float | None
-    details: str | None = None  # latest details from the activity, not yet sent to the engine
-    lost: bool = False  # the engine no longer knows the lease
-    cancel_sent: bool = False
-
-
-@dataclass(eq=False)
-class _Child:
-    process: Any
-    conn: Connection
-    ready: bool = False
-    gone: bool = False  # pipe at EOF or process exited; reaped on the next turn of the loop
-    task: _Running | None = None
-    tasks_run: int = 0
-
-    @property
-    def pid(self) -> int:
-        return int(self.process.pid)
-
-
-@dataclass(eq=False)
-class _Report:
-    """An outcome whose report failed with an engine error; retried with back-off."""
-
-    running: _Running
-    outcome: Outcome
-    attempt: int
-    due: float
 
 
 def _validate_modules(modules: tuple[str, ...]) -> None:
@@ -186,8 +77,13 @@ class WorkerPool:
     """A supervisor in the calling thread plus `processes` child processes that run activity code.
 
     `run()` serves `task_list` until stopped; `stop(grace)` (from any thread or a signal handler)
-    ends it: no more polling, running tasks get `grace` seconds to finish, then their children are
-    terminated and the tasks failed with `SHUTDOWN_REASON` so the decider retries them.
+    ends it: no more polling, running tasks get `grace` seconds to finish (a later `stop(0)` cuts
+    that short), then their processes are killed and the tasks failed with `SHUTDOWN_REASON` so the
+    decider retries them.
+
+    `handlers` maps activity names to `TaskHandler`s that run those tasks instead of a function
+    (see `runner.py`); `alarm_timeout`/`hard_timeout` are the defaults for activities that do not
+    set their own; `heartbeat` caps the seconds between the supervisor's heartbeats.
     """
 
     def __init__(
@@ -199,14 +95,26 @@ class WorkerPool:
         identity: str | None = None,
         start_method: str = "spawn",
         poll_interval: float = 0.05,
+        *,
+        handlers: Mapping[str, TaskHandler] | None = None,
+        maxtasksperchild: int | None = None,
+        max_memory: float | None = None,
+        alarm_timeout: float | None = None,
+        hard_timeout: float | None = None,
+        kill_grace: float = 5.0,
+        grace: float = 30.0,
+        heartbeat: float | None = None,
+        log_level: int | None = None,
     ) -> None:
-        if processes < 0:
-            raise ValueError(f"processes must be 0 (one per CPU) or more, not {processes}")
+        if isinstance(processes, bool) or not isinstance(processes, int) or processes < 0:
+            raise PoolConfigError(f"processes must be 0 (one per CPU) or more, not {processes!r}")
         if poll_interval <= 0:
-            raise ValueError(f"poll_interval must be positive, not {poll_interval}")
+            raise PoolConfigError(f"poll_interval must be positive, not {poll_interval}")
         if start_method not in multiprocessing.get_all_start_methods():
             methods = ", ".join(multiprocessing.get_all_start_methods())
-            raise ValueError(f"unknown start method {start_method!r} (this platform has: {methods})")
+            raise PoolConfigError(f"unknown start method {start_method!r} (this platform has: {methods})")
+        if kill_grace < 0 or grace < 0:
+            raise PoolConfigError("grace periods must be >= 0 seconds")
         self.engine = engine
         self.task_list = task_list
         self.processes = processes or os.cpu_count() or 1
@@ -214,19 +122,32 @@ class WorkerPool:
         self.identity = identity or f"{socket.gethostname()}:{os.getpid()}"
         self.start_method = start_method
         self.poll_interval = float(poll_interval)
+        self.handlers = dict(handlers or {})
+        self.maxtasksperchild = positive("maxtasksperchild", maxtasksperchild, integer=True)
+        self.max_memory = positive("max_memory (MB)", max_memory)
+        self.alarm_timeout = positive("alarm_timeout", alarm_timeout)
+        self.hard_timeout = positive("hard_timeout", hard_timeout)
+        self.heartbeat = positive("heartbeat", heartbeat or None)
+        self.kill_grace = float(kill_grace)
+        self.grace = float(grace)
         _validate_modules(self.modules)
+        self._child_config = ChildConfig(self.modules, self.handlers, log_level)
         self._ctx = multiprocessing.get_context(start_method)
-        self._children: list[_Child] = []
-        self._reports: list[_Report] = []
+        self._children: list[Child] = []
+        self._reporter = Reporter(engine)
+        self._limits: dict[str, tuple[float | None, float | None]] = {}
         self._stop_requested = threading.Event()
-        self._grace = 30.0
+        self._grace = self.grace
         self._active = False
         self._stopping = False
         self._completed = 0
         self._last_poll: float | None = None
+        self._started_at: float | None = None
+        self._short_since: float | None = None
         self._crashes = 0
+        self._last_exit_code: int | None = None
+        self._error: str | None = None
         self._spawned = 0
-        self._last_error_log = 0.0
 
     def __repr__(self) -> str:
         return f"WorkerPool(task_list={self.task_list!r}, processes={self.processes}, identity={self.identity!r})"
@@ -235,8 +156,8 @@ class WorkerPool:
 
     @property
     def alive(self) -> int:
-        """Children started and not yet seen to exit."""
-        return sum(1 for c in list(self._children) if not c.gone)
+        """Children started and not yet seen to exit (those retiring not counted)."""
+        return sum(1 for c in list(self._children) if not c.gone and not c.retiring)
 
     @property
     def running(self) -> int:
@@ -245,7 +166,7 @@ class WorkerPool:
 
     @property
     def last_poll(self) -> float | None:
-        """`time.monotonic()` of the last poll of the engine, None before the first."""
+        """`time.monotonic()` of the last successful poll of the engine, None before the first."""
         return self._last_poll
 
     @property
@@ -256,29 +177,50 @@ class WorkerPool:
     @property
     def pids(self) -> tuple[int, ...]:
         """Process ids of the children counted by `alive`."""
-        return tuple(c.pid for c in list(self._children) if not c.gone)
+        return tuple(c.pid for c in list(self._children) if not c.gone and not c.retiring)
+
+    def status(self) -> PoolStatus:
+        """A snapshot for the healthcheck; safe to call from another thread."""
+        now = time.monotonic()
+        children = [c for c in list(self._children) if not c.gone and not c.retiring]
+        ready = [c for c in children if c.ready]
+        last_poll, short_since = self._last_poll, self._short_since  # read once: the loop writes them
+        since = last_poll if last_poll is not None else self._started_at
+        return PoolStatus(
+            active=self._active,
+            stopping=self._stopping,
+            processes=self.processes,
+            alive=len(children),
+            ready=len(ready),
+            idle=sum(1 for c in ready if c.task is None),
+            running=self.running,
+            completed=self._completed,
+            seconds_since_last_poll=None if since is None else round(now - since, 3),
+            short_for=None if short_since is None else now - short_since,
+            start_failures=self._crashes,
+            last_exit_code=self._last_exit_code,
+            error=self._error,
+        )
 
     # -- control ---------------------------------------------------------------------------------
 
-    def stop(self, grace: float = 30.0) -> None:
-        """Ask `run()` to shut down, giving running tasks `grace` seconds. Returns at once."""
-        self._grace = max(0.0, float(grace))
+    def stop(self, grace: float | None = None) -> None:
+        """Ask `run()` to shut down, giving running tasks `grace` seconds (default: the pool's
+        `grace`); callable again, e.g. `stop(0)` on a second signal. Returns at once."""
+        self._grace = max(0.0, float(self.grace if grace is None else grace))
         self._stop_requested.set()
 
     def run(self, stop: threading.Event | None = None, max_tasks: int | None = None) -> None:
         """Serve the task list until `stop` is set, `stop()` is called or `max_tasks` tasks finished.
 
-        When `stop` is set without `stop()` being called, running tasks get 30 s of grace.
+        When `stop` is set without `stop()` being called, running tasks get the pool's `grace`.
         Raises `PoolError` when children keep dying before they run a task.
         """
         if self._active:
             raise RuntimeError("WorkerPool.run() is already running")
-        self._active = True
-        self._stopping = False
-        self._crashes = 0
-        log.info(
-            "worker pool %s: %d process(es) on task list %r", self.identity, self.processes, self.task_list
-        )
+        self._active, self._stopping, self._error = True, False, None
+        self._crashes, self._started_at, self._short_since = 0, time.monotonic(), None
+        log.info("worker pool %s: %d process(es) on task list %r", self.identity, self.processes, self.task_list)
         try:
             for _ in range(self.processes):
                 self._start_child()
@@ -292,21 +234,22 @@ class WorkerPool:
                     backoff = MIN_WAIT if found else backoff
                     if empty:  # back off from 2 ms to poll_interval while nothing is found
                         next_poll, backoff = now + backoff, min(backoff * 2, self.poll_interval)
-                self._reap_gone()
-                self._heartbeat_due()
-                self._retry_reports()
+                self._housekeeping()
                 timeout = self._next_timer()
                 if self._can_poll(max_tasks):
                     timeout = min(timeout, max(0.0, next_poll - time.monotonic()))
                 if self._wait_and_handle(timeout):  # a child is free again: poll at once
                     backoff, next_poll = MIN_WAIT, 0.0
+        except BaseException as exc:
+            self._error = f"{type(exc).__name__}: {exc}"
+            raise
         finally:
             try:
                 self._shutdown()
             finally:
                 self._active = False
                 self._stop_requested.clear()
-                self._grace = 30.0
+                self._grace = self.grace
                 log.info("worker pool %s stopped after %d task(s)", self.identity, self._completed)
 
     # -- the loop --------------------------------------------------------------------------------
@@ -314,14 +257,14 @@ class WorkerPool:
     def _can_poll(self, max_tasks: int | None) -> bool:
         if max_tasks is not None and self._completed + self.running >= max_tasks:
             return False
-        return any(c.ready and not c.gone and c.task is None for c in self._children)
+        return any(c.idle for c in self._children)
 
     def _dispatch(self, max_tasks: int | None) -> tuple[int, bool]:
         """Lease a task for every idle child; return how many were handed out and whether a poll
         came back empty."""
         found = 0
         for child in list(self._children):
-            if not child.ready or child.gone or child.task is not None:
+            if not child.idle:
                 continue
             if max_tasks is not None and self._completed + self.running >= max_tasks:
                 break
@@ -333,37 +276,77 @@ class WorkerPool:
         return found, False
 
     def _poll(self) -> ActivityTask | None:
-        self._last_poll = time.monotonic()
         try:
-            return self.engine.poll_activity_task(self.task_list, self.identity, wait=0)
+            task = self.engine.poll_activity_task(self.task_list, self.identity, wait=0)
         except Exception:
-            self._log_error("polling task list %r failed", self.task_list)
+            self._reporter.log_error("polling task list %r failed", self.task_list)
             return None
+        self._last_poll = time.monotonic()
+        return task
 
-    def _hand_to(self, child: _Child, task: ActivityTask) -> None:
-        interval = heartbeat_interval(task.heartbeat_timeout)
+    def limits(self, name: str) -> tuple[float | None, float | None]:
+        """(alarm_timeout, hard_timeout) for tasks of activity `name`: the activity's own when this
+        process can resolve it, else the pool's defaults. Resolved once per name."""
+        if name not in self._limits:
+            alarm = hard = None
+            if name not in self.handlers:
+                try:
+                    options = find_activity(name, self.modules).options
+                    alarm, hard = options.alarm_timeout, options.hard_timeout
+                except Exception as exc:  # not importable here: the defaults apply
+                    log.debug("activity %r not resolvable in the supervisor (%s); default timeouts apply", name, exc)
+            self._limits[name] = (
+                alarm if alarm is not None else self.alarm_timeout,
+                hard if hard is not None else self.hard_timeout,
+            )
+        return self._limits[name]
+
+    def _hand_to(self, child: Child, task: ActivityTask) -> None:
+        interval = heartbeat_interval(task.heartbeat_timeout, self.heartbeat)
+        alarm, hard = self.limits(task.name)
         now = time.monotonic()
         label = f"{task.name} (activity {task.activity_id!r} of {task.workflow_id})"
-        child.task = _Running(task.token, label, interval, now, now + interval if interval else None)
+        child.task = Running(
+            task.token, label, interval, now, now + interval if interval else None,
+            hard_timeout=hard, hard_deadline=now + hard if hard else None,
+        )
         log.debug("activity task %s -> process %s", label, child.pid)
         try:
-            child.conn.send(("task", dataclasses.asdict(task)))
+            child.conn.send(("task", dataclasses.asdict(task), alarm))
         except (OSError, ValueError):
             child.gone = True  # it died: reaping it reports the task failed
 
+    def _housekeeping(self) -> None:
+        self._reap_gone()
+        self._heartbeat_due()
+        self._enforce_hard_timeouts()
+        self._reporter.retry_due()
+        ready = sum(1 for c in self._children if c.ready and not c.gone and not c.retiring)
+        if ready >= self.processes:
+            self._short_since = None
+        elif self._short_since is None:
+            self._short_since = time.monotonic()
+
     def _next_timer(self) -> float:
-        """Seconds until the next heartbeat or report retry is due (at most `poll_interval`)."""
-        dues = [
-            c.task.next_beat for c in self._children if c.task is not None and c.task.next_beat is not None
-        ]
-        dues += [r.due for r in self._reports]
+        """Seconds until the next heartbeat, kill or report retry is due (at most `poll_interval`)."""
+        dues: list[float] = self._reporter.dues()
+        for c in self._children:
+            r = c.task
+            if r is None:
+                continue
+            if r.next_beat is not None:
+                dues.append(r.next_beat)
+            if r.killed_at is None and r.hard_deadline is not None:
+                dues.append(r.hard_deadline)
+            elif r.killed_at is not None and not r.sigkilled:
+                dues.append(r.killed_at + self.kill_grace)
         if not dues:
             return self.poll_interval
         return max(0.0, min(min(dues) - time.monotonic(), self.poll_interval))
 
     def _wait_and_handle(self, timeout: float) -> bool:
         """Wait for messages or exits of children; return True when an outcome was handled."""
-        owners: dict[Any, _Child] = {}
+        owners: dict[Any, Child] = {}
         for child in self._children:
             if not child.gone:
                 owners[child.conn] = child
@@ -381,7 +364,7 @@ class WorkerPool:
         self._reap_gone()
         return handled
 
-    def _drain(self, child: _Child) -> bool:
+    def _drain(self, child: Child) -> bool:
         handled = False
         for _ in range(MAX_MESSAGES_PER_WAKE):
             try:
@@ -398,7 +381,7 @@ class WorkerPool:
             handled = self._on_message(child, msg) or handled
         return handled
 
-    def _on_message(self, child: _Child, msg: tuple[Any, ...]) -> bool:
+    def _on_message(self, child: Child, msg: tuple[Any, ...]) -> bool:
         kind = msg[0]
         if kind == "ready":
             child.ready = True
@@ -417,12 +400,13 @@ class WorkerPool:
             child.tasks_run += 1
             self._completed += 1
             self._crashes = 0
-            outcome = Outcome(*msg[1:])
+            outcome = Outcome(*msg[1:5])
             if outcome.ok:
                 log.debug("activity task %s completed", running.label)
             else:
                 log.info("activity task %s failed: %s", running.label, outcome.reason)
-            self._report(running, outcome)
+            self._reporter.report(running, outcome)
+            self._maybe_recycle(child, msg[5] if len(msg) > 5 else None)
             return True
         else:
             log.warning("unknown message %r from worker process %s; ignored", kind, child.pid)
@@ -445,7 +429,7 @@ class WorkerPool:
             except Exception:
                 running.details = details
                 running.next_beat = now + min(running.interval or 1.0, 1.0)
-                self._log_error("heartbeat of activity task %s failed", running.label)
+                self._reporter.log_error("heartbeat of activity task %s failed", running.label)
                 continue
             running.last_beat = now
             running.next_beat = now + running.interval if running.interval else None
@@ -453,7 +437,7 @@ class WorkerPool:
                 log.info("activity task %s: cancellation requested", running.label)
                 self._send_cancel(child)
 
-    def _send_cancel(self, child: _Child) -> None:
+    def _send_cancel(self, child: Child) -> None:
         if child.task is not None:
             child.task.cancel_sent = True
         try:
@@ -461,44 +445,68 @@ class WorkerPool:
         except (OSError, ValueError):
             pass  # best effort: the child is gone or going
 
-    # -- reporting -------------------------------------------------------------------------------
+    # -- limits ----------------------------------------------------------------------------------
 
-    def _report(self, running: _Running, outcome: Outcome, attempt: int = 0, final: bool = False) -> None:
-        what = "result" if outcome.ok else "failure"
+    def _enforce_hard_timeouts(self) -> None:
+        now = time.monotonic()
+        for child in list(self._children):
+            running = child.task
+            if running is None or child.gone:
+                continue
+            if running.killed_at is None and running.hard_deadline is not None and now >= running.hard_deadline:
+                running.killed_at = now
+                running.kill_message = f"hard_timeout of {running.hard_timeout:g}s exceeded (process {child.pid} killed)"
+                log.warning("activity task %s: %s", running.label, running.kill_message)
+                self._retire(child, replace=True)
+                self._signal(child, signal.SIGTERM)
+            elif running.killed_at is not None and not running.sigkilled and now >= running.killed_at + self.kill_grace:
+                running.sigkilled = True
+                log.warning("worker process %s ignored SIGTERM for %.1fs; sending SIGKILL", child.pid, self.kill_grace)
+                self._signal(child, signal.SIGKILL)
+
+    def _signal(self, child: Child, signum: int) -> None:
+        """Signal the child's process group (what its task started, too), else the child alone."""
         try:
-            if outcome.ok:
-                self.engine.complete_activity_task(running.token, outcome.result)
-            else:
-                self.engine.fail_activity_task(running.token, outcome.reason, outcome.details)
-        except UnknownTask:
-            log.warning(
-                "activity task %s: lease lapsed before its %s was reported; dropped", running.label, what
-            )
-        except Exception:
-            if final or attempt >= len(REPORT_RETRY_DELAYS):
-                log.exception("activity task %s: could not report its %s; giving up", running.label, what)
-            else:
-                delay = REPORT_RETRY_DELAYS[attempt]
-                msg = "activity task %s: reporting its %s failed; retrying in %.1fs"
-                log.warning(msg, running.label, what, delay, exc_info=True)
-                due = time.monotonic() + delay
-                self._reports.append(_Report(running, outcome, attempt + 1, due))
-
-    def _retry_reports(self, final: bool = False) -> None:
-        now = time.monotonic()
-        due = [r for r in self._reports if final or r.due <= now]
-        if not due:
+            os.killpg(child.pid, signum)
             return
-        self._reports = [r for r in self._reports if r not in due]
-        for r in due:
-            self._report(r.running, r.outcome, r.attempt, final)
+        except (ProcessLookupError, PermissionError):
+            pass
+        try:
+            os.kill(child.pid, signum)
+        except (ProcessLookupError, PermissionError):
+            pass
 
-    def _log_error(self, message: str, *args: Any) -> None:
-        """Log an engine error with its traceback, at most every few seconds (the loop retries fast)."""
-        now = time.monotonic()
-        if now - self._last_error_log >= ERROR_LOG_INTERVAL:
-            self._last_error_log = now
-            log.warning(message, *args, exc_info=True)
+    def _maybe_recycle(self, child: Child, resident: int | None) -> None:
+        if child.retiring:
+            return
+        why = None
+        if self.maxtasksperchild and child.tasks_run >= self.maxtasksperchild:
+            why = f"it ran {child.tasks_run} task(s)"
+        elif self.max_memory and resident and resident > self.max_memory * MB:
+            why = f"its resident memory ({resident / MB:.0f} MB) is over {self.max_memory:g} MB"
+        if why is None:
+            return
+        log.info("recycling worker process %s: %s", child.pid, why)
+        self._retire(child, replace=True)
+        try:
+            child.conn.send(("stop",))
+        except (OSError, ValueError):
+            child.gone = True
+
+    def _retire(self, child: Child, replace: bool) -> None:
+        """Take a child out of service (it is stopping or being killed); start its replacement now."""
+        if child.retiring:
+            return
+        child.retiring = True
+        if replace and not self._stopping:
+            self._start_child()
+
+    @staticmethod
+    def _lost_task(running: Running, reason: str) -> Outcome:
+        """The failure of a task whose process ended before it sent an outcome."""
+        if running.kill_message is not None:
+            return failure("TimeoutError", running.kill_message)
+        return Outcome(False, reason=reason)
 
     # -- children --------------------------------------------------------------------------------
 
@@ -506,8 +514,8 @@ class WorkerPool:
         parent_conn, child_conn = self._ctx.Pipe(duplex=True)
         self._spawned += 1
         process = self._ctx.Process(
-            target=_child_main,
-            args=(child_conn, self.modules),
+            target=child_main,
+            args=(child_conn, self._child_config),
             name=f"steadyflow-worker-{self._spawned}",
             daemon=False,  # daemonic processes may not start processes, and activities may want to
         )
@@ -518,14 +526,14 @@ class WorkerPool:
             raise
         finally:
             child_conn.close()
-        self._children.append(_Child(process, parent_conn))
+        self._children.append(Child(process, parent_conn))
         log.debug("started worker process %s", process.pid)
 
     def _reap_gone(self) -> None:
         for child in [c for c in self._children if c.gone]:
             self._reap(child)
 
-    def _reap(self, child: _Child) -> None:
+    def _reap(self, child: Child) -> None:
         """Collect a child that exited (or closed its pipe); report its task; replace it."""
         self._drain(child)
         process = child.process
@@ -543,14 +551,15 @@ class WorkerPool:
         if running is not None:
             self._completed += 1
             self._crashes = 0
-            reason = f"process {pid} died: exit code {code}"
-            log.warning("activity task %s: %s", running.label, reason)
-            self._report(running, Outcome(False, reason=reason))
-        elif not self._stopping:
+            outcome = self._lost_task(running, f"process {pid} died: exit code {code}")
+            log.warning("activity task %s: %s", running.label, outcome.reason)
+            self._reporter.report(running, outcome)
+        elif not self._stopping and not child.retiring:
             self._crashes = self._crashes + 1 if child.tasks_run == 0 else 0
+            self._last_exit_code = code
             when = "while idle" if child.ready else "during start-up"
             log.warning("worker process %s exited %s (exit code %s)", pid, when, code)
-        if self._stopping:
+        if self._stopping or child.retiring:
             return
         if self._crashes >= CRASH_LOOP_LIMIT:
             raise PoolError(
@@ -562,21 +571,19 @@ class WorkerPool:
     def _shutdown(self) -> None:
         """Stop polling, let running tasks finish within the grace period, then end every child."""
         self._stopping = True
-        grace = self._grace
+        started = time.monotonic()
         try:
             if self.running:
-                log.info(
-                    "worker pool %s: waiting up to %.1fs for %d task(s)", self.identity, grace, self.running
-                )
-            deadline = time.monotonic() + grace
-            while self.running and time.monotonic() < deadline:
+                log.info("worker pool %s: waiting up to %.1fs for %d task(s)", self.identity, self._grace, self.running)
+            while self.running and time.monotonic() < started + self._grace:  # stop(0) cuts it short
                 self._heartbeat_due()
-                self._retry_reports()
-                remaining = deadline - time.monotonic()
+                self._enforce_hard_timeouts()
+                self._reporter.retry_due()
+                remaining = started + self._grace - time.monotonic()
                 self._wait_and_handle(max(0.0, min(self._next_timer(), remaining)))
         finally:
             self._close_children()
-            self._retry_reports(final=True)
+            self._reporter.retry_due(final=True)
 
     def _close_children(self) -> None:
         children, self._children = list(self._children), []
@@ -589,12 +596,12 @@ class WorkerPool:
                         pass
                     child.conn.close()
                 elif child.process.exitcode is None:
-                    child.process.terminate()
+                    self._signal(child, signal.SIGTERM)
             deadline = time.monotonic() + CHILD_EXIT_TIMEOUT
             for child in children:
                 child.process.join(max(0.0, deadline - time.monotonic()))
                 if child.process.exitcode is None:
-                    child.process.kill()
+                    self._signal(child, signal.SIGKILL)
                     child.process.join()
         finally:
             for child in children:
@@ -603,10 +610,10 @@ class WorkerPool:
                 running, child.task = child.task, None
                 if running is not None:
                     log.warning("activity task %s still running at shutdown: handed back", running.label)
-                    self._report(running, Outcome(False, reason=SHUTDOWN_REASON))
+                    self._reporter.report(running, self._lost_task(running, SHUTDOWN_REASON))
                 child.conn.close()
                 if child.process.exitcode is not None:
                     child.process.close()
 
 
-__all__ = ["SHUTDOWN_REASON", "PoolError", "WorkerPool", "heartbeat_interval"]
+__all__ = ["SHUTDOWN_REASON", "PoolConfigError", "PoolError", "PoolStatus", "WorkerPool", "heartbeat_interval"]

@@ -2,21 +2,34 @@
 
 Nothing here talks to the engine: the worker's supervisor (or the local runner) does, so a task
 that crashes its process cannot leave a half-reported result behind.
+
+Most tasks name a decorated function, found with `find_activity`. A `TaskHandler` runs the tasks
+of one activity name instead: the worker pool takes a `handlers` mapping (name -> handler), which
+is how a stefuna `Worker` subclass serves an activity known only by name
+(`steadyflow.stepfunctions`). A handler builds its own `Outcome`, so it decides how results and
+failures are encoded.
 """
 
 from __future__ import annotations
 
 import json
+import logging
+import signal
+import threading
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
-from ..activity import TaskContext, _current_task, find_activity
+from ..activity import ActivityCancelled, TaskContext, _current_task, find_activity
 from ..errors import PayloadError
 from ..payload import json as sfjson
 
+log = logging.getLogger("steadyflow.worker")
+
 REASON_LIMIT = 256
+_INPUT_KEYS = frozenset({"args", "kwargs", "__extra"})
 
 
 @dataclass(frozen=True)
@@ -29,12 +42,33 @@ class Outcome:
     details: str | None = None
 
 
+class TaskHandler:
+    """Runs the tasks of one activity name in a worker process, in place of a function lookup.
+
+    An instance is pickled into every child process of the pool; `start()` runs once there before
+    the first task (a failure stops that process from starting), then `run(task)` once per task,
+    inside the task's context (`steadyflow.heartbeat()` and `context()` work) and under its alarm.
+    """
+
+    def start(self) -> None:
+        """Prepare this process (build the per-process instance). The default does nothing."""
+
+    def run(self, task: dict[str, Any]) -> Outcome:
+        """Run one task (the fields of `engines.base.ActivityTask` as a dict); never raise for the
+        task's own errors: turn them into a failed `Outcome`."""
+        raise NotImplementedError
+
+
 def decode_input(text: str | None) -> tuple[list[Any], dict[str, Any]]:
-    """simpleflow's input: `{"args": [...], "kwargs": {...}}`; a list is positional arguments."""
+    """simpleflow's input: `{"args": [...], "kwargs": {...}}`; a list is positional arguments.
+
+    Any other JSON value (an object with other keys, as a Step Functions input is) is the one
+    positional argument.
+    """
     data = sfjson.loads(text) if text else {}
     if isinstance(data, list):
         return data, {}
-    if isinstance(data, dict):
+    if isinstance(data, dict) and set(data) <= _INPUT_KEYS:
         return list(data.get("args") or ()), dict(data.get("kwargs") or {})
     return [data], {}
 
@@ -51,41 +85,80 @@ def failure_outcome(exc: BaseException, tb: list[str] | None = None) -> Outcome:
     """simpleflow's failure format: `reason = "<Class>: <message>"`, details with the traceback."""
     cls = type(exc)
     error_type = cls.__name__ if cls.__module__ == "builtins" else f"{cls.__module__}.{cls.__qualname__}"
-    reason = f"{cls.__name__}: {exc}"
+    return failure(
+        cls.__name__,
+        str(exc),
+        tb if tb is not None else traceback.format_exception(cls, exc, exc.__traceback__),
+        error_type=error_type,
+    )
+
+
+def failure(error: str, message: str, tb: list[str] | None = None, error_type: str | None = None, **extra: Any) -> Outcome:
+    """A failed outcome with `reason = "<error>: <message>"` (cut to 256 characters) and details
+    holding `error`, `error_type`, `message`, `traceback` and any `extra` fields."""
+    reason = f"{error}: {message}"
     if len(reason) > REASON_LIMIT:
         reason = reason[: REASON_LIMIT - 4] + " ..."
-    details = {
-        "error": cls.__name__,
-        "error_type": error_type,
-        "message": str(exc),
-        "traceback": tb if tb is not None else traceback.format_exception(cls, exc, exc.__traceback__),
-    }
+    details = {"error": error, "error_type": error_type or error, "message": message, "traceback": tb or [], **extra}
     return Outcome(False, reason=reason, details=sfjson.dumps(details))
+
+
+@contextmanager
+def alarm(seconds: float | None) -> Iterator[None]:
+    """Raise `TimeoutError("alarm_timeout of Ns exceeded")` in this thread after `seconds`.
+
+    SIGALRM runs its handler between bytecodes of the main thread, so code stuck in one C call
+    sees it only when the call returns: the worker's hard timeout is for that case. Outside the
+    main thread (where signals cannot be handled) nothing is armed.
+    """
+    if not seconds or threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def expired(signum: int, frame: Any) -> None:
+        raise TimeoutError(f"alarm_timeout of {seconds:g}s exceeded")
+
+    previous = signal.signal(signal.SIGALRM, expired)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+def run_function(task: dict[str, Any], modules: tuple[str, ...] = ()) -> Outcome:
+    """The default way to run a task: find the activity by name, call it, encode its result."""
+    activity = find_activity(task["name"], modules)
+    args, kwargs = decode_input(task.get("input"))
+    result = activity.func(*args, **kwargs)
+    try:
+        return Outcome(True, result=sfjson.dumps(result))
+    except PayloadError as exc:
+        return failure_outcome(PayloadError(f"result of activity {task['name']} is not JSON-serialisable: {exc}"), tb=[])
 
 
 def run_task(
     task: dict[str, Any],
     send_heartbeat: Callable[[Any], bool] | None = None,
     modules: tuple[str, ...] = (),
+    handlers: Mapping[str, TaskHandler] | None = None,
+    alarm_timeout: float | None = None,
 ) -> Outcome:
-    """Find the activity, call it with the decoded input, encode its result.
+    """Run one task with the handler registered for its name, or as a function activity.
 
     `task` carries the fields of `engines.base.ActivityTask` as a dict (it crosses process pipes).
-    A result JSON cannot hold fails the task with that message; nothing else is affected.
+    Whatever the task raises becomes a failed outcome; nothing else is affected.
     """
     ctx = TaskContext(dict(task, attempt=attempt_of(task.get("control"))), send_heartbeat)
     token = _current_task.set(ctx)
+    handler = (handlers or {}).get(task["name"])
     try:
-        activity = find_activity(task["name"], modules)
-        args, kwargs = decode_input(task.get("input"))
-        result = activity.func(*args, **kwargs)
-        try:
-            return Outcome(True, result=sfjson.dumps(result))
-        except PayloadError as exc:
-            return failure_outcome(
-                PayloadError(f"result of activity {task['name']} is not JSON-serialisable: {exc}"), tb=[]
-            )
-    except Exception as exc:
+        with alarm(alarm_timeout):
+            if handler is not None:
+                return handler.run(task)
+            return run_function(task, modules)
+    except (Exception, ActivityCancelled) as exc:
         return failure_outcome(exc)
     finally:
         _current_task.reset(token)

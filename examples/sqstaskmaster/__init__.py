@@ -1,0 +1,1 @@
+"""sqstaskmaster's README usage, runnable, with only its import lines changed."""

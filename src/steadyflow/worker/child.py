@@ -1,0 +1,159 @@
+"""The child side of the worker pool: a process that runs the activity tasks its supervisor hands it.
+
+Messages on the pipe (tuples, first item the kind):
+
+- child -> supervisor: `("ready", pid)`, `("heartbeat", details_json)`,
+  `("outcome", ok, result, reason, details, resident_bytes)`
+- supervisor -> child: `("task", task_dict, alarm_timeout)`, `("cancel",)`, `("stop",)`
+
+A child leads its own process group, so a hard timeout can kill what the task started too (a
+program run by `steadyflow.execute`); a side effect is that a terminal's Ctrl-C or Ctrl-Z reaches
+the supervisor only, which is what coordinates the children anyway. It ignores SIGINT (the supervisor coordinates shutdown), dies
+on SIGTERM, leaves its loop when the pipe reaches EOF, and never outlives the supervisor: on Linux
+the kernel kills it when the supervisor dies (even in the middle of a C call that holds the GIL),
+and everywhere a watcher thread exits as soon as the supervisor's process is gone.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import importlib
+import logging
+import multiprocessing
+import os
+import signal
+import sys
+import threading
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from multiprocessing.connection import Connection
+from multiprocessing.connection import wait as wait_ready
+from typing import Any
+
+from ..errors import PayloadError
+from ..payload import json as sfjson
+from .runner import Outcome, TaskHandler, run_task
+
+log = logging.getLogger("steadyflow.worker")
+
+LOG_FORMAT = "%(asctime)s [%(levelname)s][%(processName)s/%(process)d] %(name)s: %(message)s"
+_PR_SET_PDEATHSIG = 1
+
+
+@dataclass(frozen=True)
+class ChildConfig:
+    """What every child process is started with (pickled for `spawn` and `forkserver`)."""
+
+    modules: tuple[str, ...] = ()
+    handlers: Mapping[str, TaskHandler] = field(default_factory=dict)
+    log_level: int | None = None
+
+
+def resident_bytes() -> int | None:
+    """This process's resident memory (current on Linux, peak elsewhere), or None if unknown."""
+    try:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        import resource
+
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    except (ImportError, OSError):
+        return None
+    return int(peak if sys.platform == "darwin" else peak * 1024)
+
+
+def _die_with_parent() -> None:
+    """Exit as soon as the supervisor's process is gone, even in the middle of a task."""
+    parent = multiprocessing.parent_process()
+    if sys.platform.startswith("linux"):
+        try:  # the kernel's way: works while the main thread holds the GIL in a C loop
+            ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0)
+        except (OSError, AttributeError):
+            pass
+    if parent is None:
+        return
+
+    def watch() -> None:  # also catches a supervisor that died before prctl above
+        wait_ready([parent.sentinel])
+        os._exit(1)
+
+    threading.Thread(target=watch, name="steadyflow-parent-watch", daemon=True).start()
+
+
+def _heartbeat_sender(conn: Connection, task: dict[str, Any]) -> Any:
+    """The function `steadyflow.heartbeat(details)` calls in this child: forward new details to the
+    supervisor, and read any cancellation it sent; return True once cancellation was requested."""
+    state: dict[str, Any] = {"cancel": False, "last": None}
+    in_main = threading.current_thread() is threading.main_thread()
+
+    def send_heartbeat(details: Any) -> bool:
+        text: str | None = None
+        if details is not None:
+            try:
+                text = sfjson.dumps(details)
+            except PayloadError as exc:
+                log.warning("heartbeat details of %s are not JSON-serialisable; not sent: %s", task["name"], exc)
+        # The alarm must not interrupt a half-written message: hold SIGALRM until the pipe is done.
+        if in_main:
+            signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGALRM})
+        try:
+            if text is not None and text != state["last"]:
+                conn.send(("heartbeat", text))
+                state["last"] = text
+            while conn.poll():
+                if conn.recv()[0] == "cancel":
+                    state["cancel"] = True
+        except (EOFError, OSError):
+            raise SystemExit(1) from None  # the supervisor is gone: nobody will record the result
+        finally:
+            if in_main:
+                signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGALRM})
+        return bool(state["cancel"])
+
+    return send_heartbeat
+
+
+def child_main(conn: Connection, config: ChildConfig) -> None:
+    """A child's life: import the modules, start the handlers, run the tasks that arrive until the
+    pipe closes or a `stop` comes."""
+    try:
+        os.setpgid(0, 0)
+    except OSError:
+        pass  # already a group leader (or not allowed): the supervisor falls back to os.kill
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    _die_with_parent()
+    if config.log_level is not None and not logging.getLogger().handlers:
+        logging.basicConfig(level=config.log_level, format=LOG_FORMAT, stream=sys.stderr)
+    try:
+        for name in config.modules:
+            importlib.import_module(name)
+        for name, handler in config.handlers.items():
+            try:
+                handler.start()
+            except Exception:
+                log.exception("worker process %s: the handler of activity %r failed to start", os.getpid(), name)
+                raise SystemExit(4) from None
+        conn.send(("ready", os.getpid()))
+        while True:
+            try:
+                msg = conn.recv()
+            except (EOFError, OSError):
+                return
+            if msg[0] == "task":
+                task, alarm_timeout = msg[1], msg[2]
+                outcome: Outcome = run_task(task, _heartbeat_sender(conn, task), config.modules, config.handlers, alarm_timeout)
+                conn.send(("outcome", outcome.ok, outcome.result, outcome.reason, outcome.details, resident_bytes()))
+            elif msg[0] == "stop":
+                return
+            # A "cancel" for a task that already finished needs nothing.
+    except (EOFError, OSError):
+        return
+    finally:
+        conn.close()
+
+
+__all__ = ["LOG_FORMAT", "ChildConfig", "child_main", "resident_bytes"]

@@ -1,0 +1,131 @@
+"""5,000 tasks through real consumer processes on SQLite, PostgreSQL and SQS (moto_server).
+
+Without failures each task is handled exactly once; with a consumer killed by SIGKILL every
+200 ms, each is handled at least once and none is lost. Handlings are recorded by the task itself
+in a separate SQLite file (one INSERT each), which survives the kills.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from steadyflow.tasks import TaskManager
+from tests.fixtures.moto import moto_server  # noqa: F401 - session fixture
+from tests.fixtures.task_handlers import handled, record_db
+
+pytestmark = pytest.mark.slow
+ROOT = Path(__file__).resolve().parent.parent
+# The issue's figure is 5,000 tasks per backend. The default suite sends 2,000 (1,000 to moto, whose
+# SQS slows down with every message it has seen) to stay within its ten-minute budget;
+# STEADYFLOW_TASKS_LOAD_COUNT=5000 STEADYFLOW_TASKS_LOAD_COUNT_SQS=5000 runs the full load.
+COUNT = int(os.environ.get("STEADYFLOW_TASKS_LOAD_COUNT", "2000"))
+SQS_COUNT = int(os.environ.get("STEADYFLOW_TASKS_LOAD_COUNT_SQS", "1000"))
+DEADLINE = 300.0  # a guard against hangs, not a speed requirement
+
+
+@pytest.fixture(params=["sqlite", "postgres", "sqs"])
+def queue_url(request, tmp_path):
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'queue.db'}?queue=load"
+    if request.param == "postgres":
+        return request.getfixturevalue("pg_schema").url + "&queue=load"
+    return request.getfixturevalue("moto_server").queue("load")
+
+
+def start_worker(url: str, *, visibility: int, batch: int, processes: int = 2) -> subprocess.Popen:
+    command = [sys.executable, "-m", "steadyflow", "tasks", "worker", "tests.fixtures.task_handlers", "--queue", url,
+               "--processes", str(processes), "--wait-time", "1", "--visibility-timeout", str(visibility), "--batch-size", str(batch),
+               "--shutdown-grace", "5"]
+    return subprocess.Popen(command, cwd=ROOT, stdin=subprocess.DEVNULL)
+
+
+def children(pid: int) -> list[int]:
+    try:
+        return [int(p) for p in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    except OSError:
+        out = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True).stdout
+        return [int(p) for p in out.split()]
+
+
+def produce_and_wait(url: str, db: str, task: str, worker: subprocess.Popen, *, sqs: bool, kill_every: float | None):
+    """Submit the tasks (keeping moto's backlog small: its operations are O(queue length))."""
+    total = SQS_COUNT if sqs else COUNT
+    tm = TaskManager(url, sender_name="load-test")
+    submitted, kills = 0, 0
+    window = 60 if sqs else total
+    deadline = time.monotonic() + DEADLINE
+    next_kill = time.monotonic() + (kill_every or 0)
+    done: set[int] = set()
+    while len(done) < total:
+        assert time.monotonic() < deadline, f"only {len(done)} of {total} handled ({submitted} submitted, {kills} kills)"
+        assert worker.poll() is None, f"worker exited with {worker.returncode}"
+        if submitted < total and submitted - len(done) < window:
+            batch = min(total - submitted, 40 if sqs else total)
+            tm.send_many(task, [{"db": db, "n": n} for n in range(submitted, submitted + batch)])
+            submitted += batch
+        if kill_every and time.monotonic() >= next_kill:
+            consumers = children(worker.pid)
+            if consumers:
+                os.kill(consumers[kills % len(consumers)], signal.SIGKILL)
+                kills += 1
+            next_kill += kill_every
+        time.sleep(0.05)
+        done = set(handled(db))
+    return tm, kills
+
+
+def wait_empty(tm: TaskManager, seconds: float = 30) -> dict:
+    deadline = time.monotonic() + seconds
+    while True:
+        attributes = tm.attributes()
+        if int(attributes["ApproximateNumberOfMessages"]) == 0 and int(attributes["ApproximateNumberOfMessagesNotVisible"]) == 0:
+            return attributes
+        assert time.monotonic() < deadline, f"queue not empty: {attributes}"
+        time.sleep(0.2)
+
+
+def stop(worker: subprocess.Popen) -> None:
+    worker.send_signal(signal.SIGTERM)
+    try:
+        worker.wait(30)
+    except subprocess.TimeoutExpired:
+        worker.kill()
+        worker.wait()
+
+
+def test_each_task_is_handled_exactly_once_when_nothing_fails(queue_url, tmp_path):
+    db = str(tmp_path / "handled.db")
+    record_db(db).close()
+    sqs = queue_url.startswith("http")
+    # moto_server's ReceiveMessage is not atomic across concurrent requests (two may return the same
+    # message; real SQS standard queues may duplicate too, rarely), so SQS gets one consumer here.
+    worker = start_worker(queue_url, visibility=10, batch=10 if sqs else 1, processes=1 if sqs else 2)
+    try:
+        tm, _ = produce_and_wait(queue_url, db, "record", worker, sqs=sqs, kill_every=None)
+        wait_empty(tm)
+        time.sleep(0.5)  # a duplicate would show up now
+    finally:
+        stop(worker)
+    seen = handled(db)
+    assert sorted(seen) == list(range(SQS_COUNT if sqs else COUNT)), f"{len(seen) - len(set(seen))} duplicates"
+
+
+def test_no_task_is_lost_when_a_consumer_is_killed_every_200ms(queue_url, tmp_path):
+    db = str(tmp_path / "handled.db")
+    record_db(db).close()
+    sqs = queue_url.startswith("http")
+    worker = start_worker(queue_url, visibility=3, batch=1)  # a kill strands at most one message
+    try:
+        tm, kills = produce_and_wait(queue_url, db, "record-short", worker, sqs=sqs, kill_every=0.2)
+        wait_empty(tm)
+    finally:
+        stop(worker)
+    assert set(handled(db)) == set(range(SQS_COUNT if sqs else COUNT))
+    assert kills >= 5
