@@ -9,7 +9,6 @@ import signal
 import sys
 import threading
 import time
-import uuid
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -21,6 +20,7 @@ from steadyflow.engines import open_engine
 from steadyflow.errors import ConfigError
 from steadyflow.worker import PoolError, WorkerPool
 from steadyflow.worker.pool import SHUTDOWN_REASON
+from tests.fixtures.pool_helpers import events, schedule
 
 # Children are spawned with this process's sys.path; they import the fixtures as `tests.fixtures...`.
 ROOT = str(Path(__file__).resolve().parents[1])
@@ -73,21 +73,6 @@ def act(activity_id, func, *args, heartbeat_timeout=10.0, **kwargs):
         input=json.dumps({"args": list(args), "kwargs": kwargs}),
         heartbeat_timeout=heartbeat_timeout,
     )
-
-
-def schedule(engine, *activities):
-    """Start an execution and answer its first decision task with `activities`; return its id."""
-    wid = f"wf-{uuid.uuid4().hex[:8]}"
-    decisions = f"decisions-{wid}"
-    engine.start_execution(wid, "PoolTest", "1", decisions, None)
-    task = engine.poll_decision_task(decisions, "test-decider")
-    assert task is not None
-    engine.complete_decision_task(task.token, list(activities))
-    return wid
-
-
-def events(engine, wid, event_type=None):
-    return [e for e in engine.get_history(wid) if event_type is None or e.event_type == event_type]
 
 
 def wait_for(engine, predicate, timeout=DEADLINE, what="condition"):
