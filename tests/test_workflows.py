@@ -187,3 +187,11 @@ def test_event_ids_are_dense_and_decisions_answer_each_start(real_engine, n):
     starts = [e.event_id for e in events if e.event_type == h.DECISION_TASK_STARTED]
     answered = [e.attributes["startedEventId"] for e in events if e.event_type == h.DECISION_TASK_COMPLETED]
     assert starts == answered
+
+
+def test_local_run_waiting_for_a_signal_stops_with_a_clear_error_instead_of_hanging():
+    from steadyflow import WorkflowError
+    from tests.fixtures.features import Greeter
+
+    with pytest.raises(WorkflowError, match="waits for something from outside"):
+        run_local(Greeter)

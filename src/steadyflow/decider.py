@@ -17,7 +17,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from .engines.base import DecisionTask, Engine
-from .errors import ExecutionClosed, SteadyflowError, UnknownTask, WorkflowNotFound
+from .errors import ExecutionClosed, UnknownTask, WorkflowNotFound
 from .history import WORKFLOW_EXECUTION_STARTED, Event
 from .payload import json as sfjson
 from .replay import Executor
@@ -96,7 +96,7 @@ class Decider:
         """Decide one task and report the answer; never raises for a workflow's own problems."""
         try:
             decisions = self.decide(task)
-        except (SteadyflowError, Exception) as exc:  # noqa: B014 - SteadyflowError named for the reader
+        except Exception as exc:  # bad code, non-determinism, an unknown class: give the task back
             log.error("cannot decide %s (%s): %s", task.workflow_id, task.run_id, exc)
             try:
                 self.engine.fail_decision_task(task.token, f"{type(exc).__name__}: {exc}", traceback.format_exc())

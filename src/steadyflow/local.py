@@ -15,6 +15,8 @@ from typing import Any
 from .decider import Decider
 from .engines.base import ActivityTask, Engine, ExecutionInfo
 from .engines.memory import MemoryEngine
+from .errors import WorkflowError
+from .payload import json as sfjson
 from .worker.runner import Outcome, decode_input, failure_outcome, run_task
 from .workflow import Workflow, workflow_input
 
@@ -84,8 +86,6 @@ class InlineDriver:
             return run_task(dataclasses.asdict(task))
         args, kwargs = decode_input(task.input)
         try:
-            from .payload import json as sfjson
-
             return Outcome(True, result=sfjson.dumps(fake(*args, **kwargs)))
         except Exception as exc:  # a fake fails like the real thing would
             return failure_outcome(exc)
@@ -123,12 +123,11 @@ def run_local(
     task_list = f"local-{uuid.uuid4().hex}"
     workflow_id, run_id = start(engine, cls, args, kwargs, workflow_id=workflow_id, task_list=task_list)
     driver = InlineDriver(engine, task_list, (cls,))
-    driver.on_idle = lambda: driver.sleep_until_due() or _pause()
-    driver.run_until(lambda: not engine.describe_execution(workflow_id).is_open)
+    if not driver.run_until(lambda: not engine.describe_execution(workflow_id).is_open):
+        # Nothing runnable and no timer due: it waits for a signal, and only a shared engine can
+        # deliver one. Say so instead of waiting forever.
+        raise WorkflowError(
+            f"workflow {workflow_id} waits for something from outside (a signal?) and nothing is scheduled: "
+            "run it on an engine (standalone, or workflow start with a decider) to signal it"
+        )
     return engine.describe_execution(workflow_id)
-
-
-def _pause() -> bool:
-    """Nothing is due: the execution waits for something from outside (a signal); keep waiting."""
-    time.sleep(0.05)
-    return True
