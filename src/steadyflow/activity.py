@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .errors import ActivityNotFound, ConfigError
+from .payload.serializers import get_serializer
 from .retry import NO_RETRY, RetryPolicy
 
 DEFAULT_VERSION = "default"
@@ -55,6 +56,11 @@ class ActivityOptions:
     hard_timeout: float | None = None
     """Seconds after which the worker kills the process running the task (SIGTERM, then SIGKILL),
     even when it is stuck in C code; the attempt fails with `TimeoutError` and may be retried."""
+    serializer: str = "json"
+    """How this activity's input and result are encoded ("json", "msgpack", "pickle"); pickle
+    must be chosen here explicitly, because the worker refuses pickled input otherwise."""
+    store: str | None = None
+    """Where its large payloads go (`s3://bucket/prefix`, `file:///dir`, `db`); default: the engine's."""
 
 
 class Activity:
@@ -95,6 +101,8 @@ def with_attributes(
     raises_on_failure: bool | None = None,
     alarm_timeout: float | _dt.timedelta | None = None,
     hard_timeout: float | _dt.timedelta | None = None,
+    serializer: str = "json",
+    store: str | None = None,
     **unsupported: Any,
 ) -> _Decorator:
     """simpleflow's decorator factory, with its parameter names and meanings.
@@ -107,12 +115,16 @@ def with_attributes(
     `alarm_timeout` and `hard_timeout` (sqstaskmaster's names) are enforced by the worker that runs
     the activity, not scheduled with it: the alarm raises `TimeoutError` inside the task, the hard
     timeout kills its process. A worker's `--alarm-timeout`/`--hard-timeout` apply when not given.
+
+    `serializer` and `store` are pyswf's per-class choices: how the input and result are encoded,
+    and which blob store holds them when they are too large for the history.
     """
     if unsupported:
         raise ConfigError(f"unknown activity attribute(s): {', '.join(sorted(unsupported))}")
     if retry_policy is not None and retry:
         raise ConfigError("give either retry=N or retry_policy=, not both")
     policy = retry_policy or (RetryPolicy.from_retry_count(retry) if retry else NO_RETRY)
+    get_serializer(serializer)  # an unknown name fails at import time, not in the worker
     limits = {"alarm_timeout": _seconds(alarm_timeout), "hard_timeout": _seconds(hard_timeout)}
     for key, value in limits.items():
         if value is not None and value <= 0:
@@ -131,6 +143,8 @@ def with_attributes(
             heartbeat_timeout=_seconds(heartbeat_timeout),
             idempotent=bool(idempotent),
             raises_on_failure=raises_on_failure,
+            serializer=serializer,
+            store=store,
             **limits,
         )
 
@@ -228,10 +242,46 @@ class ActivityCancelled(BaseException):  # noqa: N818 - the name says what happe
 class TaskContext:
     """What a running activity can ask of the worker that runs it."""
 
-    def __init__(self, task: dict[str, Any], send_heartbeat: Callable[[Any], bool] | None = None) -> None:
+    def __init__(
+        self,
+        task: dict[str, Any],
+        send_heartbeat: Callable[[Any], bool] | None = None,
+        payloads: Any = None,
+        engine: Any = None,
+    ) -> None:
         self.task = task
         self._send = send_heartbeat
         self._cancel = False
+        self.payloads = payloads
+        self._engine = engine  # the engine, or a function that opens it (a worker child opens it late)
+        self._state_data: Any = None
+
+    @property
+    def engine(self) -> Any:
+        if callable(self._engine) and not hasattr(self._engine, "terminate_execution"):
+            self._engine = self._engine()
+        if self._engine is None:
+            raise RuntimeError("this activity runs without an engine (no stop_execution or state data here)")
+        return self._engine
+
+    def stop_execution(self, error: str | None = None, cause: str | None = None) -> None:
+        """Stop the whole execution this task belongs to, now (py2sfn's name).
+
+        Recorded as `WorkflowExecutionTerminated` with `error` as the reason and `cause` as the
+        details; the task's own result is then dropped, as the execution it would answer is gone.
+        """
+        self.engine.terminate_execution(self.workflow_id, self.run_id or None, reason=error or "stopped by a task",
+                                        details=cause)
+
+    @property
+    def state_data_client(self) -> Any:
+        """py2sfn's `StateDataClient`, namespaced by this workflow id, over the engine's database
+        (or DynamoDB when `STEADYFLOW_STATE_DATA=dynamodb://...`)."""
+        if self._state_data is None:
+            from .statedata import client_for_task
+
+            self._state_data = client_for_task(self.engine, self.workflow_id)
+        return self._state_data
 
     @property
     def cancel_requested(self) -> bool:

@@ -7,7 +7,8 @@ difference is a `NonDeterminismError` that quotes both sides with these descript
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from typing import Any
 
 from . import history as h
 from .decisions import (
@@ -23,11 +24,36 @@ from .decisions import (
     StartTimer,
 )
 
+#: The payload field of each decision that carries one (sealed before it reaches the engine).
+PAYLOAD_FIELDS: dict[type, str] = {
+    ScheduleActivityTask: "input",
+    RecordMarker: "details",
+    SignalExternalWorkflowExecution: "input",
+    StartChildWorkflowExecution: "input",
+    ContinueAsNewWorkflowExecution: "input",
+    CompleteWorkflowExecution: "result",
+}
+
+
+def _equal(recorded: str | None, new: str | None) -> bool:
+    return recorded == new
+
 
 @dataclass
 class Command:
+    """A decision in open form (payloads as canonical text), with where its payload may be stored."""
+
     decision: Decision
     on_recorded: Callable[[h.Event], None] | None = None
+    store: str | None = None
+
+    def sealed(self, payloads: Any) -> Decision:
+        """The decision as the engine gets it: its payload through codecs, offloaded when large."""
+        name = PAYLOAD_FIELDS.get(type(self.decision))
+        value = getattr(self.decision, name) if name else None
+        if value is None:
+            return self.decision
+        return replace(self.decision, **{name: payloads.seal(value, self.store)})  # type: ignore[arg-type]
 
     def describe(self) -> str:
         d = self.decision
@@ -51,34 +77,35 @@ class Command:
             return f"continue-as-new with input {d.input}"
         return f"failure of the workflow ({d.reason})"
 
-    def matches(self, event: h.Event) -> bool:
+    def matches(self, event: h.Event, same: Callable[[str | None, str | None], bool] = _equal) -> bool:
+        """Is `event` what this command recorded? `same` compares a recorded payload with ours."""
         d, a, t = self.decision, event.attributes, event.event_type
         if isinstance(d, ScheduleActivityTask):
             return (
                 t == h.ACTIVITY_TASK_SCHEDULED
                 and a.get("activityId") == d.activity_id
                 and a.get("activityType", {}).get("name") == d.name
-                and a.get("input") == d.input
+                and same(a.get("input"), d.input)
             )
         if isinstance(d, StartTimer):
             return t in (h.TIMER_STARTED, h.START_TIMER_FAILED) and a.get("timerId") == d.timer_id
         if isinstance(d, CancelTimer):
             return t in (h.TIMER_CANCELED, h.CANCEL_TIMER_FAILED) and a.get("timerId") == d.timer_id
         if isinstance(d, RecordMarker):
-            return t == h.MARKER_RECORDED and a.get("markerName") == d.name and a.get("details") == d.details
+            return t == h.MARKER_RECORDED and a.get("markerName") == d.name and same(a.get("details"), d.details)
         if isinstance(d, SignalExternalWorkflowExecution):
             return (
                 t == h.SIGNAL_EXTERNAL_INITIATED
                 and a.get("workflowId") == d.workflow_id
                 and a.get("signalName") == d.signal_name
-                and a.get("input") == d.input
+                and same(a.get("input"), d.input)
             )
         if isinstance(d, StartChildWorkflowExecution):
             return (
                 t == h.START_CHILD_INITIATED
                 and a.get("workflowId") == d.workflow_id
                 and a.get("workflowType", {}).get("name") == d.workflow_type
-                and a.get("input") == d.input
+                and same(a.get("input"), d.input)
             )
         if isinstance(d, CompleteWorkflowExecution):
             return t == h.WORKFLOW_EXECUTION_COMPLETED

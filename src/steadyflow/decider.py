@@ -17,9 +17,8 @@ from collections.abc import Iterable
 from typing import Any
 
 from .engines.base import DecisionTask, Engine
-from .errors import ExecutionClosed, UnknownTask, WorkflowNotFound
+from .errors import ExecutionClosed, PayloadError, UnknownTask, WorkflowNotFound
 from .history import WORKFLOW_EXECUTION_STARTED, Event
-from .payload import json as sfjson
 from .replay import Executor
 from .workflow import Workflow
 
@@ -73,7 +72,10 @@ class Decider:
         first = history[0] if history else None
         path = None
         if first is not None and first.event_type == WORKFLOW_EXECUTION_STARTED:
-            data = sfjson.loads_or_raw(first.attributes.get("input"))
+            try:
+                data = self.engine.payloads.loads_or_raw(first.attributes.get("input"))
+            except PayloadError:  # pickled, say: the class is then found by its type name
+                data = None
             if isinstance(data, dict):
                 path = (data.get("__extra") or {}).get("class")
             workflow_type = workflow_type or first.attributes.get("workflowType", {}).get("name")
@@ -89,7 +91,8 @@ class Decider:
 
     def decide(self, task: DecisionTask) -> list:
         cls = self.class_for(task.history, task.workflow_type)
-        executor = Executor(cls, task.workflow_id, task.run_id, task.task_list, self.activity_task_list)
+        executor = Executor(cls, task.workflow_id, task.run_id, task.task_list, self.activity_task_list,
+                            self.engine.payloads)
         return executor.decide(task.history)
 
     def handle(self, task: DecisionTask) -> None:
@@ -138,4 +141,5 @@ def query_workflow(
     history = engine.get_history(workflow_id, info.run_id)
     decider = workflows or Decider(engine, info.task_list)
     cls = decider.class_for(history, info.workflow_type)
-    return Executor(cls, info.workflow_id, info.run_id, info.task_list).query(history, name, tuple(args))
+    executor = Executor(cls, info.workflow_id, info.run_id, info.task_list, payloads=engine.payloads)
+    return executor.query(history, name, tuple(args))

@@ -16,7 +16,6 @@ from .decider import Decider
 from .engines.base import ActivityTask, Engine, ExecutionInfo
 from .engines.memory import MemoryEngine
 from .errors import WorkflowError
-from .payload import json as sfjson
 from .worker.runner import Outcome, decode_input, failure_outcome, run_task
 from .workflow import Workflow, workflow_input
 
@@ -44,7 +43,7 @@ def start(
         cls.type_name(),
         cls.version,
         task_list or cls.task_list or "default",
-        workflow_input(cls, args, kwargs or {}),
+        engine.payloads.seal(workflow_input(cls, args, kwargs or {}), cls.store),
         tags=tags,
         **extra,
     )
@@ -82,11 +81,12 @@ class InlineDriver:
 
     def run_activity(self, task: ActivityTask) -> Outcome:
         fake = self.fakes.get(task.name)
+        payloads = self.engine.payloads
         if fake is None:
-            return run_task(dataclasses.asdict(task))
-        args, kwargs = decode_input(task.input)
+            return run_task(dataclasses.asdict(task), payloads=payloads, engine=self.engine)
         try:
-            return Outcome(True, result=sfjson.dumps(fake(*args, **kwargs)))
+            args, kwargs = decode_input(task.input, payloads)
+            return Outcome(True, result=payloads.dumps(fake(*args, **kwargs)))
         except Exception as exc:  # a fake fails like the real thing would
             return failure_outcome(exc)
 

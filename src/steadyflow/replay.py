@@ -43,12 +43,15 @@ from .errors import (
     CancelledError,
     NonDeterminismError,
     PayloadError,
+    PayloadTooLarge,
     TaskFailed,
     TaskTimedOut,
     WorkflowError,
 )
 from .futures import Future
 from .payload import json as sfjson
+from .payload.converter import Payloads, default_payloads
+from .payload.serializers import SAFE
 from .replay_links import LinksMixin
 from .worker.runner import decode_input
 from .workflow import (
@@ -102,6 +105,7 @@ class _Child:
     workflow_id: str
     future: Future
     run_id: str | None = None
+    accepts: frozenset[str] = SAFE
 
 
 class Executor(LinksMixin):
@@ -114,8 +118,11 @@ class Executor(LinksMixin):
         run_id: str = "",
         task_list: str = "",
         activity_task_list: str | None = None,
+        payloads: Payloads | None = None,
     ) -> None:
         self.workflow_cls = workflow_cls
+        self.payloads = payloads or default_payloads()
+        self.accepts = SAFE | {getattr(workflow_cls, "serializer", "json")}
         self.workflow_id = workflow_id
         self.run_id = run_id
         self.task_list = task_list
@@ -163,9 +170,15 @@ class Executor(LinksMixin):
             current = self._replay(history)
             if current is None and self._commands:
                 raise NonDeterminismError(None, "nothing more", self._commands[0].describe())
-            return [c.decision for c in self._commands] if current is not None else []
+            return self._sealed() if current is not None else []
         finally:
             self._stop_thread()
+
+    def _sealed(self) -> list[Decision]:
+        try:
+            return [c.sealed(self.payloads) for c in self._commands]
+        except PayloadTooLarge as exc:
+            return [FailWorkflowExecution(f"PayloadTooLarge: {exc}")]
 
     def query(self, history: list[h.Event], name: str, args: tuple[Any, ...] = ()) -> Any:
         """Answer query `name` from the state after the latest event, without deciding anything."""
@@ -227,7 +240,7 @@ class Executor(LinksMixin):
         self.run_id = self.run_id or a.get("runId", "")
         self.task_list = self.task_list or a.get("taskList", {}).get("name", "")
         self._parent = a.get("parentWorkflowExecution")
-        args, kwargs = decode_input(a.get("input"))
+        args, kwargs = decode_input(a.get("input"), self.payloads, self.accepts, f"workflow {self.workflow_cls.__name__}")
         self._args, self._kwargs = tuple(args), kwargs
 
     def _decision_point(self, event: h.Event, replaying: bool) -> None:
@@ -247,15 +260,17 @@ class Executor(LinksMixin):
         if not self._commands:
             raise NonDeterminismError(event.event_id, describe_event(event), "nothing (the code no longer asks for it)")
         cmd = self._commands[0]
-        if not cmd.matches(event):
+        if not cmd.matches(event, self.payloads.same):
             raise NonDeterminismError(event.event_id, describe_event(event), cmd.describe())
         self._commands.popleft()
         if cmd.on_recorded is not None:
             cmd.on_recorded(event)
 
-    def _emit(self, decision: Decision, on_recorded: Callable[[h.Event], None] | None = None) -> None:
+    def _emit(
+        self, decision: Decision, on_recorded: Callable[[h.Event], None] | None = None, store: str | None = None
+    ) -> None:
         if not self._closed:
-            self._commands.append(Command(decision, on_recorded))
+            self._commands.append(Command(decision, on_recorded, store))
             if isinstance(decision, (CompleteWorkflowExecution, FailWorkflowExecution, CancelWorkflowExecution,
                                      ContinueAsNewWorkflowExecution)):
                 self._closed = True
@@ -292,7 +307,8 @@ class Executor(LinksMixin):
     def _finish(self, value: Any, error: BaseException | None) -> None:
         if error is None:
             try:
-                self._emit(CompleteWorkflowExecution(sfjson.dumps(value)))
+                result = self.payloads.encode_open(value, self.workflow_cls.serializer)
+                self._emit(CompleteWorkflowExecution(result), store=self.workflow_cls.store)
             except PayloadError as exc:
                 self._emit(FailWorkflowExecution(f"PayloadError: workflow result is not JSON-serialisable: {exc}"))
         elif isinstance(error, CancelledError):
@@ -332,7 +348,7 @@ class Executor(LinksMixin):
         self._activities[activity_id] = state
 
         def schedule(a: list[Any], kw: dict[str, Any]) -> None:
-            state.input = sfjson.dumps({"args": a, "kwargs": kw})
+            state.input = self.payloads.encode_open({"args": a, "kwargs": kw}, opts.serializer)
             self._schedule(state)
 
         self._when_ready(state.future, args, kwargs, schedule)
@@ -387,6 +403,7 @@ class Executor(LinksMixin):
                 heartbeat_timeout=o.heartbeat_timeout,
             ),
             recorded,
+            o.store,
         )
 
     # -- what run() calls: timers, markers, signals, side effects --------------------------------
@@ -442,7 +459,7 @@ class Executor(LinksMixin):
         else:
             details = sfjson.dumps(fn(*args, **kwargs))
         self._emit(RecordMarker(SIDE_EFFECT_MARKER, details))
-        return sfjson.loads(details)
+        return self.payloads.loads(details, receiver="a side effect")
 
     def patched(self, change_id: str) -> bool:
         """True for executions that reached this point with the new code (see `Workflow.patched`)."""
@@ -482,7 +499,7 @@ class Executor(LinksMixin):
             if handler is not None:
                 handler()
         elif t == h.WORKFLOW_EXECUTION_SIGNALED:
-            self._on_signal(a.get("signalName", ""), _signal_value(a.get("input")))
+            self._on_signal(a.get("signalName", ""), _signal_value(self.payloads.loads_or_raw(a.get("input"))))
         elif t == h.WORKFLOW_EXECUTION_CANCEL_REQUESTED:
             if not self.cancel_requested:
                 self.cancel_requested = self._cancel_pending = True
@@ -506,14 +523,15 @@ class Executor(LinksMixin):
         if t == h.ACTIVITY_TASK_STARTED:
             state.future.set_running()
         elif t == h.ACTIVITY_TASK_COMPLETED:
-            state.future.set_finished(sfjson.loads_or_raw(a.get("result")), self._order())
+            result = self.payloads.loads_or_raw(a.get("result"), SAFE | {state.options.serializer}, "the workflow")
+            state.future.set_finished(result, self._order())
         elif t == h.ACTIVITY_TASK_FAILED:
-            details = sfjson.loads_or_raw(a.get("details"))
+            details = self.payloads.loads_or_raw(a.get("details"))
             error_type = details.get("error_type") if isinstance(details, dict) else None
             reason = a.get("reason")
             self._activity_failed(state, TaskFailed(state.activity_id, reason, details), error_type or _error_of(reason))
         elif t == h.ACTIVITY_TASK_TIMED_OUT:
-            details = sfjson.loads_or_raw(a.get("details"))
+            details = self.payloads.loads_or_raw(a.get("details"))
             self._activity_failed(state, TaskTimedOut(state.activity_id, a.get("timeoutType", ""), details), "TimeoutError")
 
     def _activity_failed(self, state: _ActivityState, exc: TaskFailed, error_type: str | None) -> None:
@@ -540,9 +558,8 @@ def _text(details: Any) -> str | None:
     return details if isinstance(details, str) or details is None else sfjson.dumps(details)
 
 
-def _signal_value(text: str | None) -> Any:
-    """A signal's input as `wait_signal` returns it: decoded, without simpleflow's `__` keys."""
-    value = sfjson.loads_or_raw(text)
+def _signal_value(value: Any) -> Any:
+    """A signal's input as `wait_signal` returns it, without simpleflow's `__` keys."""
     if isinstance(value, dict):
         return {k: v for k, v in value.items() if not k.startswith("__")}
     return value

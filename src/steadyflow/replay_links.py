@@ -14,6 +14,7 @@ from .decisions import SignalExternalWorkflowExecution, StartChildWorkflowExecut
 from .errors import ChildWorkflowFailed
 from .futures import Future
 from .payload import json as sfjson
+from .payload.serializers import SAFE
 from .workflow import Workflow, workflow_input
 
 if TYPE_CHECKING:
@@ -40,6 +41,7 @@ class LinksMixin:
             workflow_id = f"workflow-{cls.type_name()}-{self.workflow_id}--{suffix}--{self._child_names[cls.type_name()]}"
         future = Future()
         child = self._new_child(workflow_id, future)
+        child.accepts = SAFE | {cls.serializer}
         tl = self.activity_task_list or task_list or cls.task_list or self.task_list
         policy = parent_close_policy or getattr(cls, "parent_close_policy", "terminate")
 
@@ -53,7 +55,7 @@ class LinksMixin:
                 parent_close_policy=policy,
                 decision_timeout=cls.decision_tasks_timeout,
             )
-            self._emit(decision, lambda e: self._children.__setitem__(e.event_id, child))
+            self._emit(decision, lambda e: self._children.__setitem__(e.event_id, child), cls.store)
 
         self._when_ready(future, args, kwargs, start)
         return future
@@ -116,12 +118,13 @@ class LinksMixin:
             child.run_id = a.get("workflowExecution", {}).get("runId")
             child.future.set_running()
         elif t == h.CHILD_COMPLETED:
-            child.future.set_finished(sfjson.loads_or_raw(a.get("result")), self._order())
+            result = self.payloads.loads_or_raw(a.get("result"), child.accepts, f"the parent of {child.workflow_id}")
+            child.future.set_finished(result, self._order())
         elif t == h.START_CHILD_FAILED:
             error = ChildWorkflowFailed(child.workflow_id, "not started", f"StartChildWorkflowExecutionFailed: {a.get('cause')}")
             child.future.set_exception(error, self._order())
         else:
             status = next(s for s, name in h.CHILD_CLOSE_EVENTS.items() if name == t)
-            details = sfjson.loads_or_raw(a.get("details"))
+            details = self.payloads.loads_or_raw(a.get("details"))
             child.future.set_exception(ChildWorkflowFailed(child.workflow_id, status, a.get("reason"), details), self._order())
 

@@ -31,7 +31,6 @@ from .engines.memory import MemoryEngine
 from .errors import WorkflowError, WorkflowFailed
 from .history import WORKFLOW_EXECUTION_STARTED, Event
 from .local import InlineDriver, start
-from .payload import json as sfjson
 from .replay import Executor
 from .workflow import Workflow
 
@@ -106,7 +105,7 @@ class WorkflowEnvironment:
             raise WorkflowError(f"workflow {workflow_id} is still open: it waits for something (a signal?)")
         if info.status != "completed":
             raise WorkflowFailed(workflow_id, info.status, info.close_reason, info.close_details)
-        return sfjson.loads(info.result)
+        return self.engine.payloads.loads(info.result)
 
     def describe(self, workflow_id: str) -> ExecutionInfo:
         return self.engine.describe_execution(workflow_id)
@@ -115,7 +114,7 @@ class WorkflowEnvironment:
         return self.engine.get_history(workflow_id)
 
     def signal(self, workflow_id: str, name: str, /, *args: Any, **kwargs: Any) -> None:
-        self.engine.signal_execution(workflow_id, None, name, sfjson.dumps({"args": list(args), "kwargs": kwargs}))
+        self.engine.signal_execution(workflow_id, None, name, self.engine.payloads.dumps({"args": list(args), "kwargs": kwargs}))
         self.run_until_idle()
 
     def cancel(self, workflow_id: str) -> None:

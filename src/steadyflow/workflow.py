@@ -14,7 +14,8 @@ from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from .futures import Future
-from .payload import json as sfjson
+from .payload.converter import Payloads
+from .payload.stored import items_of
 
 if TYPE_CHECKING:
     from .replay import Executor
@@ -54,7 +55,8 @@ class StopExecution(BaseException):
 
 def workflow_input(cls: type[Workflow], args: Iterable[Any], kwargs: dict[str, Any]) -> str:
     """simpleflow's workflow input: args, kwargs and `__extra.class` for the decider."""
-    return sfjson.dumps({"args": list(args), "kwargs": kwargs, "__extra": {"class": cls.qualified_name()}})
+    data = {"args": list(args), "kwargs": kwargs, "__extra": {"class": cls.qualified_name()}}
+    return Payloads.encode_open(data, cls.serializer)
 
 
 def query(method: F) -> F:
@@ -96,6 +98,10 @@ class Workflow:
     #: What happens to this workflow, run as a child, when its parent closes first:
     #: "terminate" (Temporal's default), "request_cancel" or "abandon".
     parent_close_policy: str = "terminate"
+    #: How this workflow's input and result are encoded ("json", "msgpack" or, opting in, "pickle").
+    serializer: str = "json"
+    #: Where its large payloads go (`s3://bucket/prefix`, `file:///dir`, `db`); default: the engine's.
+    store: str | None = None
 
     def __init__(self, executor: Executor | None = None) -> None:
         self._executor = executor
@@ -145,6 +151,10 @@ class Workflow:
         return self.executor.submit_child(cls, args, kwargs, workflow_id, parent_close_policy, task_list)
 
     def map(self, func: Any, iterable: Iterable[Any]) -> list[Future]:
+        """One task per item. Given what `put_items()` returned (items kept in state data), each
+        task receives its item, read by the worker: the history holds only where it is."""
+        if isinstance(iterable, dict) and {"table_name", "partition_key", "items"} <= set(iterable):
+            iterable = items_of(iterable)
         return [self.submit(func, item) for item in iterable]
 
     def starmap(self, func: Any, iterable: Iterable[Iterable[Any]]) -> list[Future]:

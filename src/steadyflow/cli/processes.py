@@ -160,4 +160,4 @@ def standalone(ctx: Context, workflow: str, input_: str | None, workflow_id: str
     if info.is_open:
         click.echo(f"Error: stopped before {wid} closed; it stays open and can be resumed by a decider", err=True)
         raise SystemExit(1)
-    finish(info)
+    finish(info, engine.payloads)

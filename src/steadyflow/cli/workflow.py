@@ -12,10 +12,12 @@ import click
 
 from ..decider import load_workflow, query_workflow
 from ..engines.base import ID_REUSE_POLICIES, ExecutionInfo
+from ..engines.memory import MemoryEngine
 from ..errors import ConfigError
 from ..history import Event
 from ..local import run_local, start
 from ..payload import json as sfjson
+from ..payload.converter import PREFIX, PayloadEncrypted, Payloads, shown
 from .common import Context, emit, format_option, parse_input, parse_json, pass_ctx, ts
 
 
@@ -45,18 +47,25 @@ def start_cmd(
         raise ConfigError("at most 5 tags")
     cls = load_workflow(workflow)
     if local:
-        info = run_local(cls, args, kwargs, workflow_id=workflow_id)
-        finish(info)
+        engine = MemoryEngine()
+        info = run_local(cls, args, kwargs, engine=engine, workflow_id=workflow_id)
+        finish(info, engine.payloads)
         return
     wid, rid = start(ctx.engine(), cls, args, kwargs, workflow_id=workflow_id, task_list=task_list, tags=tag_list,
                      id_reuse_policy=id_reuse_policy)
     click.echo(f"{wid} {rid}")
 
 
-def finish(info: ExecutionInfo) -> None:
-    """Print the result of a closed execution; exit 1 when it did not complete."""
+def finish(info: ExecutionInfo, payloads: Payloads) -> None:
+    """Print the result of a closed execution (decoded); exit 1 when it did not complete."""
     if info.status == "completed":
-        click.echo(info.result if info.result is not None else "null")
+        if info.result is None or not info.result.startswith(PREFIX):
+            click.echo(info.result if info.result is not None else "null")
+            return
+        try:
+            click.echo(sfjson.dumps(payloads.loads(info.result)))
+        except PayloadEncrypted as exc:
+            raise ConfigError(f"workflow {info.workflow_id} completed, but {exc}") from None
         return
     click.echo(f"Error: workflow {info.workflow_id} {info.status}: {info.close_reason}", err=True)
     sys.exit(1)
@@ -83,7 +92,7 @@ def list_cmd(ctx: Context, status: str | None, workflow_type: str | None, limit:
     emit(rows, fmt)
 
 
-def _info_row(e: ExecutionInfo) -> dict[str, Any]:
+def _info_row(e: ExecutionInfo, payloads: Payloads) -> dict[str, Any]:
     elapsed = (e.close_time or time.time()) - e.start_time
     return {
         "workflow_id": e.workflow_id,
@@ -96,8 +105,8 @@ def _info_row(e: ExecutionInfo) -> dict[str, Any]:
         "start_time": ts(e.start_time),
         "close_time": ts(e.close_time),
         "execution_time": round(elapsed, 2),
-        "input": e.input,
-        "result": e.result,
+        "input": shown(payloads, e.input),
+        "result": shown(payloads, e.result),
         "close_reason": e.close_reason,
     }
 
@@ -109,7 +118,8 @@ def _info_row(e: ExecutionInfo) -> dict[str, Any]:
 @pass_ctx
 def info_cmd(ctx: Context, workflow_id: str, run_id: str | None, fmt: str) -> None:
     """Status, ids, input, result or failure, and timings of an execution."""
-    row = _info_row(ctx.engine().describe_execution(workflow_id, run_id))
+    engine = ctx.engine()
+    row = _info_row(engine.describe_execution(workflow_id, run_id), engine.payloads)
     if fmt == "json":
         click.echo(json.dumps(row, indent=2))
     else:
@@ -123,21 +133,26 @@ def info_cmd(ctx: Context, workflow_id: str, run_id: str | None, fmt: str) -> No
 @pass_ctx
 def history_cmd(ctx: Context, workflow_id: str, run_id: str | None, fmt: str) -> None:
     """The events of an execution (`--format json`: a JSON list, one object per event)."""
-    events = ctx.engine().get_history(workflow_id, run_id)
+    engine = ctx.engine()
+    events = engine.get_history(workflow_id, run_id)
     if fmt == "json":
         click.echo(json.dumps([e.to_json() for e in events], indent=2))
         return
     emit(
         [
-            {"ID": e.event_id, "Event": e.event_type, "Time": ts(e.timestamp), "Attributes": _summary(e)}
+            {"ID": e.event_id, "Event": e.event_type, "Time": ts(e.timestamp), "Attributes": _summary(e, engine.payloads)}
             for e in events
         ],
         fmt,
     )
 
 
-def _summary(e: Event) -> str:
-    text = sfjson.dumps(e.attributes)
+PAYLOAD_ATTRIBUTES = frozenset({"input", "result", "details"})
+
+
+def _summary(e: Event, payloads: Payloads) -> str:
+    attributes = {k: shown(payloads, v) if k in PAYLOAD_ATTRIBUTES else v for k, v in e.attributes.items()}
+    text = sfjson.dumps(attributes)
     return text if len(text) <= 160 else text[:157] + "..."
 
 
@@ -213,7 +228,7 @@ def result_cmd(ctx: Context, workflow_id: str, run_id: str | None, wait: bool, t
     if info.is_open:
         click.echo(f"Error: workflow {workflow_id} is still running (use --wait)", err=True)
         sys.exit(1)
-    finish(info)
+    finish(info, engine.payloads)
 
 
 @workflow_group.command("terminate")
@@ -235,8 +250,9 @@ def terminate_cmd(ctx: Context, workflow_id: str, run_id: str | None, reason: st
 @pass_ctx
 def signal_cmd(ctx: Context, workflow_id: str, signal_name: str, input_: str | None, run_id: str | None) -> None:
     """Send signal SIGNAL_NAME to an open execution."""
-    text = None if input_ is None else sfjson.dumps(parse_json(input_, "--input"))
-    ctx.engine().signal_execution(workflow_id, run_id, signal_name, text)
+    engine = ctx.engine()
+    text = None if input_ is None else engine.payloads.dumps(parse_json(input_, "--input"))
+    engine.signal_execution(workflow_id, run_id, signal_name, text)
 
 
 @workflow_group.command("cancel")

@@ -27,6 +27,12 @@ def open_engine(
     and `db upgrade`); normally a new database gets its schema and a mismatched one is refused.
     """
     url = url or default_url()
+    engine = _open(url, clock, prepare)
+    engine.source_url = url  # what a worker's child process reopens (never printed: see display_url)
+    return engine
+
+
+def _open(url: str, clock: Callable[[], float] | None, prepare: bool) -> Engine:
     scheme, sep, rest = url.partition("://")
     if not sep:
         scheme, rest = "sqlite", "/" + url

@@ -122,8 +122,29 @@ class Engine(ABC):
     #: True when several processes can share this engine (False for the in-process memory engine).
     shared: bool = True
 
+    #: The URL this engine was opened with (set by `open_engine`); child processes reopen it.
+    source_url: str | None = None
+
     def __init__(self, clock: Callable[[], float] | None = None) -> None:
         self.clock: Callable[[], float] = clock or time.time
+        self._payloads: Any = None
+
+    @property
+    def payloads(self) -> Any:
+        """How payloads are encoded for this engine (`steadyflow.payload.Payloads`).
+
+        Built on first use from the environment and the engine's default blob store; assign a
+        `Payloads` to configure it in code.
+        """
+        if self._payloads is None:
+            from ..payload.converter import Payloads
+
+            self._payloads = Payloads.for_engine(self)
+        return self._payloads
+
+    @payloads.setter
+    def payloads(self, value: Any) -> None:
+        self._payloads = value
 
     # -- executions ------------------------------------------------------------------------------
 

@@ -200,6 +200,14 @@ class SQLEngine(LinksMixin, SchemaMigrations, Engine):
             return text.replace("%", "%%").replace("?", "%s")
         return text
 
+    def run_data(self, fn: Callable[[Conn, Callable[[str], str]], Any], write: bool = True) -> Any:
+        """`fn(conn, sql)` in one transaction, for stores that keep data beside the engine's tables.
+
+        Blob and state-data stores use it so they share the engine's connections, retries and
+        schema; `sql(text)` turns `?` placeholders into the driver's style.
+        """
+        return self._run(lambda conn: fn(conn, self._placeholders), write=write)
+
     # -- helpers (inside a transaction) ----------------------------------------------------------
 
     def _insert_execution(self, conn: Conn, params: Sequence[Any]) -> int:

@@ -24,7 +24,7 @@ APPLICATION = "steadyflow"
 class Migration:
     """One schema version: DDL statements run in order, in one transaction, by `db upgrade`.
 
-    Statements may use the `Dialect.types` placeholders (`{pk}`, `{real}`, `{ref}`).
+    Statements may use the `Dialect.types` placeholders (`{pk}`, `{real}`, `{ref}`, `{bytes}`, `{int64}`).
     """
 
     version: int
@@ -86,9 +86,22 @@ LINKS = (
         WHERE parent_run_id IS NOT NULL""",
 )
 
+#: Version 3: where large payloads and state data live when they stay in the engine's database.
+#: Blobs are keyed by the digest of their content; state data mirrors py2sfn's DynamoDB item layout.
+DATA = (
+    """CREATE TABLE steadyflow_blobs (
+        key TEXT NOT NULL, seq INTEGER NOT NULL, created {real} NOT NULL, data {bytes} NOT NULL,
+        PRIMARY KEY (key, seq))""",
+    """CREATE TABLE steadyflow_state_data (
+        table_name TEXT NOT NULL, partition_key TEXT NOT NULL, sort_key {int64} NOT NULL,
+        expires_at {int64} NOT NULL, data TEXT NOT NULL, PRIMARY KEY (table_name, partition_key, sort_key))""",
+    "CREATE INDEX steadyflow_state_data_expiry ON steadyflow_state_data (expires_at)",
+)
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "executions, events, activity tasks, timers", SCHEMA),
     Migration(2, "child workflows and cancellation requests", LINKS),
+    Migration(3, "blobs and state data", DATA),
 )
 SCHEMA_VERSION = MIGRATIONS[-1].version
 

@@ -26,7 +26,7 @@ __all__ = ["APPLICATION", "MIGRATIONS", "SCHEMA", "SCHEMA_VERSION", "SQL", "SQLI
 
 SQLITE_DIALECT = Dialect(
     name="sqlite",
-    types={"pk": "INTEGER PRIMARY KEY AUTOINCREMENT", "real": "REAL", "ref": "INTEGER"},
+    types={"pk": "INTEGER PRIMARY KEY AUTOINCREMENT", "real": "REAL", "ref": "INTEGER", "bytes": "BLOB", "int64": "INTEGER"},
 )
 _BEGIN = {True: "BEGIN IMMEDIATE", False: "BEGIN"}
 _LIST_TABLES = "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite!_%' ESCAPE '!'"

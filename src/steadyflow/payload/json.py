@@ -1,47 +1,28 @@
 """JSON as simpleflow writes it, so histories and inputs stay byte-compatible during a migration.
 
+Values JSON cannot hold (tuples, datetimes, sets, dataclasses...) are tagged, see `tagged`.
+
 Compact separators and sorted keys make the encoding canonical: replay compares recorded inputs and
 marker details as strings, so the same value must always produce the same text.
 """
 
 from __future__ import annotations
 
-import datetime as _dt
 import json as _json
-import uuid
 from typing import Any
 
 from ..errors import PayloadError
-
-
-def _default(obj: Any) -> Any:
-    if isinstance(obj, _dt.datetime):
-        text = obj.isoformat(timespec="milliseconds")
-        return text.replace("+00:00", "Z")
-    if isinstance(obj, (_dt.date, _dt.time)):
-        if isinstance(obj, _dt.time):
-            return obj.isoformat(timespec="milliseconds")
-        return obj.isoformat()
-    if isinstance(obj, (bytes, bytearray)):
-        return bytes(obj).decode("utf-8", errors="replace")
-    if isinstance(obj, uuid.UUID):
-        return str(obj)
-    if isinstance(obj, (set, frozenset)):
-        return list(obj)
-    # A future passed as a value stands for its result (simpleflow does the same).
-    result = getattr(obj, "_steadyflow_future_result", None)
-    if result is not None:
-        return result()
-    raise TypeError(f"Object of type {type(obj).__name__} is not JSON serializable")
+from .tagged import from_tagged, to_native
 
 
 def dumps(value: Any, pretty: bool = False) -> str:
     """Encode canonically; raise `PayloadError` naming the type that JSON cannot hold."""
     try:
+        native = to_native(value)
         if pretty:
-            return _json.dumps(value, default=_default, sort_keys=True, indent=4)
-        return _json.dumps(value, default=_default, sort_keys=True, separators=(",", ":"))
-    except (TypeError, ValueError) as exc:
+            return _json.dumps(native, sort_keys=True, indent=4)
+        return _json.dumps(native, sort_keys=True, separators=(",", ":"))
+    except (TypeError, ValueError, RecursionError) as exc:
         raise PayloadError(str(exc)) from exc
 
 
@@ -50,7 +31,9 @@ def loads(text: str | bytes | None) -> Any:
     if text is None or text == "" or text == b"":
         return None
     try:
-        return _json.loads(text)
+        return _json.loads(text, object_hook=from_tagged)
+    except RecursionError:
+        raise PayloadError("invalid JSON: nested too deeply") from None
     except ValueError as exc:
         raise PayloadError(f"invalid JSON: {exc}") from exc
 
@@ -60,6 +43,8 @@ def loads_or_raw(text: str | None) -> Any:
     if not text:
         return None
     try:
-        return _json.loads(text)
-    except ValueError:
+        return _json.loads(text, object_hook=from_tagged)
+    except PayloadError:
+        raise
+    except (ValueError, RecursionError):
         return text

@@ -24,7 +24,7 @@ import os
 import signal
 import sys
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from multiprocessing.connection import wait as wait_ready
@@ -47,6 +47,9 @@ class ChildConfig:
     modules: tuple[str, ...] = ()
     handlers: Mapping[str, TaskHandler] = field(default_factory=dict)
     log_level: int | None = None
+    payloads: Any = None
+    #: The engine's URL, opened in the child only when a task needs it (stop_execution, state data).
+    engine_url: str | None = None
 
 
 def resident_bytes() -> int | None:
@@ -116,6 +119,23 @@ def _heartbeat_sender(conn: Connection, task: dict[str, Any]) -> Any:
     return send_heartbeat
 
 
+def _lazy_engine(url: str | None) -> Callable[[], Any] | None:
+    """Opens the engine on first use only: most tasks never need it, and a connection pool per
+    child would cost every worker process."""
+    if url is None:
+        return None
+    opened: list[Any] = []
+
+    def engine() -> Any:
+        if not opened:
+            from ..engines import open_engine
+
+            opened.append(open_engine(url))
+        return opened[0]
+
+    return engine
+
+
 def child_main(conn: Connection, config: ChildConfig) -> None:
     """A child's life: import the modules, start the handlers, run the tasks that arrive until the
     pipe closes or a `stop` comes."""
@@ -137,6 +157,7 @@ def child_main(conn: Connection, config: ChildConfig) -> None:
             except Exception:
                 log.exception("worker process %s: the handler of activity %r failed to start", os.getpid(), name)
                 raise SystemExit(4) from None
+        engine = _lazy_engine(config.engine_url)
         conn.send(("ready", os.getpid()))
         while True:
             try:
@@ -145,7 +166,8 @@ def child_main(conn: Connection, config: ChildConfig) -> None:
                 return
             if msg[0] == "task":
                 task, alarm_timeout = msg[1], msg[2]
-                outcome: Outcome = run_task(task, _heartbeat_sender(conn, task), config.modules, config.handlers, alarm_timeout)
+                outcome: Outcome = run_task(task, _heartbeat_sender(conn, task), config.modules, config.handlers,
+                                            alarm_timeout, config.payloads, engine)
                 conn.send(("outcome", outcome.ok, outcome.result, outcome.reason, outcome.details, resident_bytes()))
             elif msg[0] == "stop":
                 return

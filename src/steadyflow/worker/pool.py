@@ -131,7 +131,7 @@ class WorkerPool:
         self.kill_grace = float(kill_grace)
         self.grace = float(grace)
         _validate_modules(self.modules)
-        self._child_config = ChildConfig(self.modules, self.handlers, log_level)
+        self._child_config = ChildConfig(self.modules, self.handlers, log_level, engine.payloads, engine.source_url)
         self._ctx = multiprocessing.get_context(start_method)
         self._children: list[Child] = []
         self._reporter = Reporter(engine)

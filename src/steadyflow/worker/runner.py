@@ -23,8 +23,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..activity import ActivityCancelled, TaskContext, _current_task, find_activity
-from ..errors import PayloadError
+from ..errors import PayloadError, PayloadTooLarge
 from ..payload import json as sfjson
+from ..payload.converter import default_payloads
+from ..payload.serializers import SAFE
+from ..payload.stored import has_stored_items, resolve_stored_items
 
 log = logging.getLogger("steadyflow.worker")
 
@@ -59,13 +62,18 @@ class TaskHandler:
         raise NotImplementedError
 
 
-def decode_input(text: str | None) -> tuple[list[Any], dict[str, Any]]:
+def decode_input(
+    text: str | None, payloads: Any = None, accepts: frozenset[str] = SAFE, receiver: str = "the activity"
+) -> tuple[list[Any], dict[str, Any]]:
     """simpleflow's input: `{"args": [...], "kwargs": {...}}`; a list is positional arguments.
 
     Any other JSON value (an object with other keys, as a Step Functions input is) is the one
-    positional argument.
+    positional argument. pyswf's `[[args], {kwargs}]` is read as args and kwargs.
     """
-    data = sfjson.loads(text) if text else {}
+    payloads = payloads or default_payloads()
+    data = payloads.loads(text, accepts, receiver) if text else {}
+    if isinstance(data, list) and len(data) == 2 and isinstance(data[0], list) and isinstance(data[1], dict):
+        return list(data[0]), dict(data[1])
     if isinstance(data, list):
         return data, {}
     if isinstance(data, dict) and set(data) <= _INPUT_KEYS:
@@ -127,15 +135,27 @@ def alarm(seconds: float | None) -> Iterator[None]:
         signal.signal(signal.SIGALRM, previous)
 
 
-def run_function(task: dict[str, Any], modules: tuple[str, ...] = ()) -> Outcome:
-    """The default way to run a task: find the activity by name, call it, encode its result."""
+def run_function(task: dict[str, Any], modules: tuple[str, ...] = (), payloads: Any = None) -> Outcome:
+    """The default way to run a task: find the activity by name, call it, encode its result.
+
+    A missing or corrupt input blob fails the attempt like any error (it is retried as the
+    activity's policy says); the execution itself is untouched.
+    """
+    payloads = payloads or default_payloads()
     activity = find_activity(task["name"], modules)
-    args, kwargs = decode_input(task.get("input"))
+    opts = activity.options
+    args, kwargs = decode_input(task.get("input"), payloads, SAFE | {opts.serializer}, f"activity {opts.name}")
+    if has_stored_items((args, kwargs)):
+        ctx = _current_task.get()
+        args, kwargs = resolve_stored_items((args, kwargs), ctx.state_data_client if ctx else None)
     result = activity.func(*args, **kwargs)
     try:
-        return Outcome(True, result=sfjson.dumps(result))
+        return Outcome(True, result=payloads.dumps(result, opts.serializer, opts.store))
+    except PayloadTooLarge as exc:
+        return failure_outcome(PayloadTooLarge(f"result of activity {task['name']}: {exc}"), tb=[])
     except PayloadError as exc:
-        return failure_outcome(PayloadError(f"result of activity {task['name']} is not JSON-serialisable: {exc}"), tb=[])
+        label = "JSON" if opts.serializer == "json" else opts.serializer
+        return failure_outcome(PayloadError(f"result of activity {task['name']} is not {label}-serialisable: {exc}"), tb=[])
 
 
 def run_task(
@@ -144,20 +164,24 @@ def run_task(
     modules: tuple[str, ...] = (),
     handlers: Mapping[str, TaskHandler] | None = None,
     alarm_timeout: float | None = None,
+    payloads: Any = None,
+    engine: Any = None,
 ) -> Outcome:
     """Run one task with the handler registered for its name, or as a function activity.
 
     `task` carries the fields of `engines.base.ActivityTask` as a dict (it crosses process pipes).
-    Whatever the task raises becomes a failed outcome; nothing else is affected.
+    Whatever the task raises becomes a failed outcome; nothing else is affected. `engine` (or a
+    function that opens it) serves `context().stop_execution()` and `context().state_data_client`.
     """
-    ctx = TaskContext(dict(task, attempt=attempt_of(task.get("control"))), send_heartbeat)
+    payloads = payloads or default_payloads()
+    ctx = TaskContext(dict(task, attempt=attempt_of(task.get("control"))), send_heartbeat, payloads, engine)
     token = _current_task.set(ctx)
     handler = (handlers or {}).get(task["name"])
     try:
         with alarm(alarm_timeout):
             if handler is not None:
                 return handler.run(task)
-            return run_function(task, modules)
+            return run_function(task, modules, payloads)
     except (Exception, ActivityCancelled) as exc:
         return failure_outcome(exc)
     finally:
