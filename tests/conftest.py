@@ -37,3 +37,13 @@ def pg_schema():
 
     with pg.fresh_schema() as schema:
         yield schema
+
+
+@pytest.fixture
+def cluster(tmp_path):
+    """Decider and worker processes on one SQLite file (`tests/fixtures/cluster.py`), stopped after."""
+    from tests.fixtures.cluster import Cluster
+
+    c = Cluster(tmp_path / "steadyflow.db")
+    yield c
+    c.stop()

@@ -7,8 +7,6 @@ import json
 import os
 import signal
 import sqlite3
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -18,61 +16,10 @@ from steadyflow import history as h
 from steadyflow.engines import open_engine
 from steadyflow.local import start
 from tests.fixtures import workflows as wf
+from tests.fixtures.cluster import wait_for
 
 ROOT = Path(__file__).resolve().parent.parent
 pytestmark = pytest.mark.slow
-
-
-class Cluster:
-    """Decider and worker processes on one SQLite file; stops whatever is left on exit."""
-
-    def __init__(self, db: Path) -> None:
-        self.url = f"sqlite:///{db}"
-        self.db = db
-        self.procs: list[subprocess.Popen] = []
-
-    def spawn(self, *args: str, env: dict | None = None) -> subprocess.Popen:
-        full_env = dict(os.environ, PYTHONPATH=str(ROOT), STEADYFLOW_URL=self.url, **(env or {}))
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "steadyflow", *args], env=full_env, cwd=ROOT,
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
-        )
-        self.procs.append(proc)
-        return proc
-
-    def decider(self, task_list: str, *workflows: str, env: dict | None = None) -> subprocess.Popen:
-        return self.spawn("decider", "start", "--task-list", task_list, *workflows, env=env)
-
-    def worker(self, task_list: str, processes: int = 1) -> subprocess.Popen:
-        return self.spawn("worker", "start", "--task-list", task_list, "--processes", str(processes))
-
-    def stop(self) -> None:
-        for p in self.procs:
-            if p.poll() is None:
-                p.terminate()
-        for p in self.procs:
-            try:
-                p.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                os.killpg(p.pid, signal.SIGKILL)
-                p.wait()
-
-
-@pytest.fixture
-def cluster(tmp_path):
-    c = Cluster(tmp_path / "steadyflow.db")
-    yield c
-    c.stop()
-
-
-def wait_for(predicate, timeout: float = 90.0, what: str = "condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def assert_no_duplicate_completions(events: list[h.Event]) -> None:

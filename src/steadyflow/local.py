@@ -15,7 +15,7 @@ from typing import Any
 from .decider import Decider
 from .engines.base import ActivityTask, Engine, ExecutionInfo
 from .engines.memory import MemoryEngine
-from .errors import WorkflowError
+from .errors import UnknownTask, WorkflowError
 from .worker.runner import Outcome, decode_input, failure_outcome, run_task
 from .workflow import Workflow, workflow_input
 
@@ -97,10 +97,13 @@ class InlineDriver:
         if task is not None:
             progressed = True
             outcome = self.run_activity(task)
-            if outcome.ok:
-                self.engine.complete_activity_task(task.token, outcome.result)
-            else:
-                self.engine.fail_activity_task(task.token, outcome.reason, outcome.details)
+            try:
+                if outcome.ok:
+                    self.engine.complete_activity_task(task.token, outcome.result)
+                else:
+                    self.engine.fail_activity_task(task.token, outcome.reason, outcome.details)
+            except UnknownTask:  # the task stopped its own execution (context().stop_execution())
+                pass
         return progressed
 
     def run_until(self, done: Callable[[], bool]) -> bool:

@@ -16,6 +16,7 @@ import click
 from ..errors import ConfigError, SteadyflowError, WorkflowNotFound
 from .common import Context
 from .db import db_group
+from .payload import payload_group
 from .processes import decider_group, standalone, worker_group
 from .stepfunctions import activity_server
 from .tasks import tasks_group
@@ -52,6 +53,7 @@ cli.add_command(standalone)
 cli.add_command(db_group)
 cli.add_command(activity_server)
 cli.add_command(tasks_group)
+cli.add_command(payload_group)
 
 
 def main(argv: list[str] | None = None) -> int:

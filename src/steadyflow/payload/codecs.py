@@ -22,7 +22,8 @@ KEY_ENV = "STEADYFLOW_ENCRYPTION_KEY"
 class Codec:
     name = ""
 
-    def encode(self, chunks: Iterable[bytes]) -> Iterator[bytes]:
+    def encode(self, chunks: Iterable[bytes], size: int | None = None) -> Iterator[bytes]:
+        """Encode a stream whose total length is `size` bytes, when known."""
         raise NotImplementedError
 
     def decode(self, data: bytes) -> bytes:
@@ -39,10 +40,11 @@ class ZstdCodec(Codec):
 
         self.level = level
 
-    def encode(self, chunks: Iterable[bytes]) -> Iterator[bytes]:
+    def encode(self, chunks: Iterable[bytes], size: int | None = None) -> Iterator[bytes]:
         import zstandard
 
-        compressor = zstandard.ZstdCompressor(level=self.level, write_checksum=True).compressobj()
+        # The content size in the frame lets the reader allocate the output once.
+        compressor = zstandard.ZstdCompressor(level=self.level, write_checksum=True).compressobj(size=size or -1)
         for chunk in chunks:
             out = compressor.compress(chunk)
             if out:
@@ -53,6 +55,8 @@ class ZstdCodec(Codec):
         import zstandard
 
         try:
+            if zstandard.frame_content_size(data) >= 0:
+                return zstandard.ZstdDecompressor().decompress(data)
             return zstandard.ZstdDecompressor().decompressobj().decompress(data)
         except zstandard.ZstdError as exc:
             raise PayloadError(f"corrupt zstd payload: {exc}") from exc
@@ -75,7 +79,7 @@ class EncryptionCodec(Codec):
         self.key_id = hashlib.sha256(b"steadyflow key id" + self.key).digest()[:4]
         self.digest_key = hmac.new(self.key, b"steadyflow payload digest", hashlib.sha256).digest()
 
-    def encode(self, chunks: Iterable[bytes]) -> Iterator[bytes]:
+    def encode(self, chunks: Iterable[bytes], size: int | None = None) -> Iterator[bytes]:
         from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
         nonce = os.urandom(12)
@@ -109,7 +113,7 @@ class EncryptionCodec(Codec):
 
 
 def parse_key(raw: bytes | str | None) -> bytes:
-    """A 32-byte key, given raw or as base64 text (what `steadyflow payload new-key` prints)."""
+    """A 32-byte key, given raw or as base64 text (as `steadyflow payload new-key` prints it)."""
     if raw is None or raw == "" or raw == b"":
         raise ConfigError(f"encryption needs a key: set {KEY_ENV} (32 bytes, base64)")
     if isinstance(raw, bytes) and len(raw) == 32:

@@ -49,6 +49,10 @@ DEFAULT_MAX_SIZE = 2 * 1024**3
 DEFAULT_CACHE_SIZE = 512 * 1024**2
 
 
+#: A serialized payload: text, bytes, or JSON text in pieces (see `sfjson.pieces`).
+Raw = str | bytes | list
+
+
 class PayloadEncrypted(PayloadError):
     """The payload is encrypted and this process has no key for it (the CLI shows "encrypted")."""
 
@@ -146,7 +150,9 @@ class Payloads:
 
     def dumps(self, value: Any, serializer: str | None = None, store: Any = None) -> str:
         """`value` as the text of a history field (sealed: codecs applied, offloaded when large)."""
-        return self.seal(self.encode_open(value, serializer), store)
+        if not serializer or serializer == "json":
+            return self._seal("json", sfjson.pieces(value), store, None)
+        return self.seal(self.encode_open(value, serializer), store)  # type: ignore[return-value]
 
     @staticmethod
     def encode_open(value: Any, serializer: str | None = None) -> str:
@@ -161,6 +167,9 @@ class Payloads:
         if text is None:
             return None
         serializer, raw = _open_form(text)
+        return self._seal(serializer, raw, store, text)
+
+    def _seal(self, serializer: str, raw: Raw, store: Any, text: str | None) -> str:
         size = _size(raw)
         if size > self.max_size:
             raise PayloadTooLarge(
@@ -172,11 +181,11 @@ class Payloads:
         if self.encryption is not None:
             codecs.append(self.encryption)
         if serializer == "json" and not codecs and size <= self.inline_limit:
-            return text
+            return text if text is not None else "".join(raw)  # type: ignore[arg-type]
         encoding = "+".join([serializer] + [c.name for c in codecs])
         stream: Iterator[bytes] = _chunks(raw)
         for codec in codecs:
-            stream = codec.encode(stream)
+            stream = codec.encode(stream, size if codec is codecs[0] else None)
         head: list[bytes] = []
         total = 0
         budget = self.inline_limit - len(INLINE) - len(encoding) - 1
@@ -193,7 +202,7 @@ class Payloads:
         written = target.write(key, itertools.chain(head, stream))
         return str(Reference(target.location(key), written, digest, encoding))
 
-    def _digest(self, raw: str | bytes) -> str:
+    def _digest(self, raw: Raw) -> str:
         if self.encryption is not None:
             mac = hmac.new(self.encryption.digest_key, digestmod=hashlib.sha256)
             for chunk in _chunks(raw):
@@ -224,7 +233,16 @@ class Payloads:
             encoding, plain = self.open_bytes(text)
             serializer = encoding.partition("+")[0]
             check_allowed(serializer, allowed, receiver)
-            return get_serializer(serializer).loads(plain)
+            if serializer != "json":
+                return get_serializer(serializer).loads(plain)
+            # Decode to text and let go of the bytes before parsing: a large payload is then
+            # held twice at most (text, value), never three times.
+            try:
+                decoded = plain.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                raise PayloadError(f"payload {text[:80]} is not UTF-8 JSON: {exc}") from None
+            del plain
+            return sfjson.loads(decoded)
         if text.startswith(SIMPLEFLOW_S3) or (text.startswith("s3://") and " " not in text):
             return sfjson.loads(self._fetch_s3(text.split(" ")[0].removeprefix("simpleflow+")))
         return sfjson.loads(text)
@@ -414,7 +432,11 @@ def _open_form(text: str) -> tuple[str, str | bytes]:
     return "json", text
 
 
-def _chunks(raw: str | bytes) -> Iterator[bytes]:
+def _chunks(raw: Raw) -> Iterator[bytes]:
+    if isinstance(raw, list):
+        for piece in raw:
+            yield from _chunks(piece)
+        return
     if isinstance(raw, bytes):
         for i in range(0, len(raw), CHUNK):
             yield raw[i:i + CHUNK]
@@ -425,13 +447,17 @@ def _chunks(raw: str | bytes) -> Iterator[bytes]:
         yield raw[i:i + CHUNK].encode("utf-8")
 
 
-def _size(raw: str | bytes) -> int:
+def _size(raw: Raw) -> int:
+    if isinstance(raw, list):
+        return sum(_size(piece) for piece in raw)
     if isinstance(raw, bytes) or raw.isascii():
         return len(raw)
     return sum(len(c) for c in _chunks(raw))
 
 
-def _as_bytes(raw: str | bytes) -> bytes:
+def _as_bytes(raw: Raw) -> bytes:
+    if isinstance(raw, list):
+        return "".join(raw).encode("utf-8")
     return raw if isinstance(raw, bytes) else raw.encode("utf-8")
 
 

@@ -9,19 +9,71 @@ marker details as strings, so the same value must always produce the same text.
 from __future__ import annotations
 
 import json as _json
+import os
+from json.encoder import encode_basestring_ascii  # type: ignore[attr-defined]
 from typing import Any
 
 from ..errors import PayloadError
 from .tagged import from_tagged, to_native
 
+_CANONICAL = _json.JSONEncoder(sort_keys=True, separators=(",", ":"))
+#: Strings longer than this are escaped in slices of this size rather than in one piece.
+_BIG = 1 << 20
+
+
+def pieces(value: Any) -> list[str]:
+    """The canonical encoding in pieces, not joined: a 50 MB string is held once more (escaped,
+    in 1 MiB slices) rather than three times (escaped, accumulated, joined) while it is written."""
+    try:
+        native = to_native(value)
+        big: list[str] = []
+        token = os.urandom(6).hex()
+        if _has_big(native):
+            native = _swap_big(native, big, token)
+        text = _CANONICAL.encode(native)
+    except (TypeError, ValueError, RecursionError) as exc:
+        raise PayloadError(str(exc)) from exc
+    if not big:
+        return [text]
+    out: list[str] = []
+    for i, string in enumerate(big):
+        before, _, text = text.partition(_CANONICAL.encode(f"\0{token}:{i}\0"))
+        out.append(before + '"')
+        for start in range(0, len(string), _BIG):
+            out.append(encode_basestring_ascii(string[start:start + _BIG])[1:-1])
+        out.append('"')
+    out.append(text)
+    return out
+
+
+def _has_big(native: Any) -> bool:
+    if type(native) is str:
+        return len(native) > _BIG
+    if type(native) is list:
+        return any(_has_big(v) for v in native)
+    if type(native) is dict:
+        return any(_has_big(v) for v in native.values())
+    return False
+
+
+def _swap_big(native: Any, big: list[str], token: str) -> Any:
+    """Big strings replaced by placeholders that JSON cannot produce from user data (random token)."""
+    if type(native) is str and len(native) > _BIG:
+        big.append(native)
+        return f"\0{token}:{len(big) - 1}\0"
+    if type(native) is list:
+        return [_swap_big(v, big, token) for v in native]
+    if type(native) is dict:
+        return {k: _swap_big(v, big, token) for k, v in native.items()}
+    return native
+
 
 def dumps(value: Any, pretty: bool = False) -> str:
     """Encode canonically; raise `PayloadError` naming the type that JSON cannot hold."""
+    if not pretty:
+        return "".join(pieces(value))
     try:
-        native = to_native(value)
-        if pretty:
-            return _json.dumps(native, sort_keys=True, indent=4)
-        return _json.dumps(native, sort_keys=True, separators=(",", ":"))
+        return _json.dumps(to_native(value), sort_keys=True, indent=4)
     except (TypeError, ValueError, RecursionError) as exc:
         raise PayloadError(str(exc)) from exc
 
