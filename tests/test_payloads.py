@@ -83,30 +83,17 @@ def test_encrypted_payloads_leave_no_plaintext_in_the_database_or_blob_store(tmp
 
 
 def test_a_pickled_input_is_refused_unless_the_activity_opted_in(real_engine):
-    class Holder:  # a class JSON cannot carry
-        pass
-
-    def run(activity, value):
-        wid, _ = start(real_engine, _EchoOnce, [activity.name], task_list="pickles")
-        return wid
-
-    # A pickled payload reaches an activity that did not opt in: forge its scheduled input.
-    payloads = real_engine.payloads
-    forged = payloads.dumps({"args": [{"x": 1}], "kwargs": {}}, serializer="pickle")
     from steadyflow.worker.runner import run_task
 
-    refused = run_task({"name": pw.plain_echo.name, "input": forged, "workflow_id": "w", "run_id": "r"},
-                       payloads=payloads)
+    payloads = real_engine.payloads
+    # Whoever wrote this task (a forged row, another codebase) pickled its input.
+    forged = payloads.dumps({"args": [{"x": 1}], "kwargs": {}}, serializer="pickle")
+    refused = run_task({"name": pw.plain_echo.name, "input": forged}, payloads=payloads)
     assert not refused.ok and "refuses it" in refused.reason
     assert "serializer='pickle'" in json.loads(refused.details)["message"]
     accepted = run_task({"name": pw.pickled_echo.name, "input": forged}, payloads=payloads)
-    assert accepted.ok and payloads.loads(accepted.result, frozenset({"pickle"})) == {"x": 1}
-    assert accepted.result.startswith("steadyflow+inline:pickle:")
-    del run, Holder
-
-
-class _EchoOnce:  # placeholder kept out of the registry; the test drives run_task directly
-    pass
+    assert accepted.ok and accepted.result.startswith("steadyflow+inline:pickle:")
+    assert payloads.loads(accepted.result, frozenset({"pickle"})) == {"x": 1}
 
 
 def test_a_missing_blob_fails_the_decision_retryably_and_the_execution_recovers(tmp_path, monkeypatch):
@@ -174,3 +161,18 @@ def test_py2sfn_readme_examples_and_stop_execution_from_a_task(real_engine):
     closing = real_engine.get_history(stopped.workflow_id)[-1]
     assert closing.event_type == h.WORKFLOW_EXECUTION_TERMINATED
     assert closing.attributes["reason"] == "Feature.Disabled" and closing.attributes["details"] == "the flag is off"
+
+
+def test_a_missing_input_blob_fails_the_activity_attempt_naming_the_reference(tmp_path, monkeypatch):
+    from steadyflow.worker.runner import run_task
+
+    monkeypatch.setenv("STEADYFLOW_INLINE_LIMIT", "1024")
+    engine = open_engine(f"sqlite:///{tmp_path / 'steadyflow.db'}")
+    data = os.urandom(4000).hex()
+    ref = engine.payloads.dumps({"args": [data], "kwargs": {}})
+    for blob in (tmp_path / "steadyflow.db.blobs").rglob("*"):
+        if blob.is_file():
+            blob.unlink()
+    outcome = run_task({"name": pw.length_of.name, "input": ref}, payloads=engine.payloads)
+    assert not outcome.ok and outcome.reason.startswith("BlobMissing: blob file:")
+    assert ref.split(" ")[0].removeprefix("steadyflow+") in outcome.reason

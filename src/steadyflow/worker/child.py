@@ -86,7 +86,7 @@ def _die_with_parent() -> None:
     threading.Thread(target=watch, name="steadyflow-parent-watch", daemon=True).start()
 
 
-def _heartbeat_sender(conn: Connection, task: dict[str, Any]) -> Any:
+def _heartbeat_sender(conn: Connection, task: dict[str, Any], payloads: Any = None) -> Any:
     """The function `steadyflow.heartbeat(details)` calls in this child: forward new details to the
     supervisor, and read any cancellation it sent; return True once cancellation was requested."""
     state: dict[str, Any] = {"cancel": False, "last": None}
@@ -97,6 +97,8 @@ def _heartbeat_sender(conn: Connection, task: dict[str, Any]) -> Any:
         if details is not None:
             try:
                 text = sfjson.dumps(details)
+                if payloads is not None and payloads.encryption is not None:  # no plaintext at rest
+                    text = payloads.seal(text)
             except PayloadError as exc:
                 log.warning("heartbeat details of %s are not JSON-serialisable; not sent: %s", task["name"], exc)
         # The alarm must not interrupt a half-written message: hold SIGALRM until the pipe is done.
@@ -166,7 +168,7 @@ def child_main(conn: Connection, config: ChildConfig) -> None:
                 return
             if msg[0] == "task":
                 task, alarm_timeout = msg[1], msg[2]
-                outcome: Outcome = run_task(task, _heartbeat_sender(conn, task), config.modules, config.handlers,
+                outcome: Outcome = run_task(task, _heartbeat_sender(conn, task, config.payloads), config.modules, config.handlers,
                                             alarm_timeout, config.payloads, engine)
                 conn.send(("outcome", outcome.ok, outcome.result, outcome.reason, outcome.details, resident_bytes()))
             elif msg[0] == "stop":
