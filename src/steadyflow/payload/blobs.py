@@ -190,7 +190,11 @@ class S3BlobStore(BlobStore):
         return stream.size
 
     def read(self, key: str) -> bytes:
-        return read_s3(self.client, self.bucket, self._object_key(key))
+        return self.read_object(self._object_key(key))
+
+    def read_object(self, object_key: str) -> bytes:
+        """By the full object key, as a reference names it (prefix included)."""
+        return read_s3(self.client, self.bucket, object_key)
 
 
 def read_s3(client: Any, bucket: str, key: str) -> bytes:

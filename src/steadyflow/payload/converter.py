@@ -25,7 +25,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from ..errors import ConfigError, PayloadError, PayloadTooLarge
+from ..errors import ConfigError, PayloadError, PayloadTooLarge, SteadyflowError
 from . import json as sfjson
 from .blobs import (
     CHUNK,
@@ -35,7 +35,6 @@ from .blobs import (
     MemoryBlobStore,
     S3BlobStore,
     open_blob_store,
-    read_s3,
     split_s3,
 )
 from .codecs import KEY_ENV, Codec, EncryptionCodec, ZstdCodec
@@ -70,7 +69,7 @@ class Reference:
     @classmethod
     def parse(cls, text: str) -> Reference:
         parts = text[len(PREFIX):].split(" ")
-        if len(parts) != 4 or not parts[1].isdigit() or ":" not in parts[2]:
+        if len(parts) != 4 or not (parts[1].isascii() and parts[1].isdigit()) or ":" not in parts[2]:
             raise PayloadError(f"malformed payload reference {text[:200]!r}")
         return cls(parts[0], int(parts[1]), parts[2], parts[3])
 
@@ -271,7 +270,13 @@ class Payloads:
         if len(blob) != ref.size:
             self._evict(ref.location)
             raise PayloadError(f"blob {ref.location} is corrupt: {len(blob)} bytes, the reference says {ref.size}")
-        plain = self._undo(ref.encoding, blob, ref.location)
+        try:
+            plain = self._undo(ref.encoding, blob, ref.location)
+        except PayloadEncrypted:
+            raise
+        except PayloadError as exc:  # a codec found it damaged: the cached copy must go too
+            self._evict(ref.location)
+            raise PayloadError(f"blob {ref.location} is corrupt: {exc}") from None
         del blob
         if self._digest_matches(ref.digest, plain) is False:
             self._evict(ref.location)
@@ -302,7 +307,8 @@ class Payloads:
         scheme = "s3" if location.startswith("s3://") else location.partition(":")[0]
         if scheme == "s3":
             bucket, key = split_s3(location)
-            store = self._stores.get(f"s3://{bucket}")
+            configured = [s for s in [self.store, *self._stores.values()] if isinstance(s, S3BlobStore)]
+            store = next((s for s in configured if s.bucket == bucket), None) or self._stores.get(f"s3://{bucket}")
             if store is None:
                 store = self._stores[f"s3://{bucket}"] = S3BlobStore(bucket)
             return store, key
@@ -325,18 +331,17 @@ class Payloads:
             cached = cache.get(ref.location)
             if cached is not None:
                 return cached
-        data = store.read(key)
+        data = store.read_object(key) if isinstance(store, S3BlobStore) else store.read(key)
         if cache is not None:
             cache.set(ref.location, data)
         return data
 
     def _fetch_s3(self, url: str) -> bytes:
-        bucket, key = split_s3(url)
-        store, _ = self._store_for(url)
+        store, key = self._store_for(url)
         cache = self._disk_cache()
         data = cache.get(url) if cache is not None else None
         if data is None:
-            data = read_s3(store.client, bucket, key)  # type: ignore[attr-defined]
+            data = store.read_object(key)  # type: ignore[attr-defined]
             if cache is not None:
                 cache.set(url, data)
         return data
@@ -406,7 +411,7 @@ def shown(payloads: Payloads, text: str | None, limit: int = SHOW_LIMIT) -> str 
         value = payloads.loads(text) if serializer == "json" and not plain else get_serializer(serializer).loads(plain)
     except PayloadEncrypted:
         return "<encrypted>"
-    except PayloadError as exc:
+    except SteadyflowError as exc:
         return f"<unreadable payload: {exc}>"
     out = sfjson.dumps(value)
     return out if len(out) <= limit else f"<{len(out):,} bytes of JSON>"

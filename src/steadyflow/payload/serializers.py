@@ -12,7 +12,7 @@ from typing import Any
 
 from ..errors import ConfigError, PayloadError
 from . import json as sfjson
-from .tagged import from_tagged, to_native
+from .tagged import TAG, from_tagged, to_native
 
 #: What receivers accept unless they opted in to more.
 SAFE = frozenset({"json", "msgpack"})
@@ -41,7 +41,8 @@ class JSONSerializer(Serializer):
 
 
 class MsgpackSerializer(Serializer):
-    """msgpack of the same tagged form as JSON, so every type JSON round-trips does here too."""
+    """msgpack of the same tagged form as JSON, so the same types round-trip; keys sorted and
+    integers beyond 64 bits tagged, so equal values always encode alike (replay compares them)."""
 
     name = "msgpack"
 
@@ -54,8 +55,8 @@ class MsgpackSerializer(Serializer):
 
     def dumps(self, value: Any) -> bytes:
         try:
-            return self._msgpack.packb(to_native(value), use_bin_type=True)
-        except (TypeError, ValueError) as exc:
+            return self._msgpack.packb(_canonical(to_native(value)), use_bin_type=True)
+        except (TypeError, ValueError, RecursionError) as exc:
             raise PayloadError(str(exc)) from exc
 
     def loads(self, data: bytes) -> Any:
@@ -63,6 +64,17 @@ class MsgpackSerializer(Serializer):
             return self._msgpack.unpackb(data, raw=False, object_hook=from_tagged, strict_map_key=False)
         except (ValueError, TypeError, self._msgpack.UnpackException) as exc:
             raise PayloadError(f"invalid msgpack payload: {exc}") from exc
+
+
+def _canonical(native: Any) -> Any:
+    kind = type(native)
+    if kind is dict:
+        return {k: _canonical(native[k]) for k in sorted(native)}
+    if kind is list:
+        return [_canonical(v) for v in native]
+    if kind is int and not -(2**63) <= native < 2**64:
+        return {TAG: "int", "v": str(native)}
+    return native
 
 
 class PickleSerializer(Serializer):

@@ -40,7 +40,8 @@ def to_native(value: Any) -> Any:
     if kind is dict:
         if all(type(k) is str for k in value) and TAG not in value:
             return {k: to_native(v) for k, v in value.items()}
-        return {TAG: "dict", "v": [[to_native(k), to_native(v)] for k, v in value.items()]}
+        pairs = [[to_native(k), to_native(v)] for k, v in value.items()]
+        return {TAG: "dict", "v": sorted(pairs, key=lambda kv: _sort_key(kv[0]))}  # canonical, like sort_keys
     return _tag(value)
 
 
@@ -95,7 +96,9 @@ def _class_path(cls: type) -> str:
     return f"{cls.__module__}:{cls.__qualname__}"
 
 
-def _loaded_class(path: str, what: str) -> type:
+def _loaded_class(path: Any, what: str) -> type:
+    if not isinstance(path, str):
+        raise PayloadError(f"malformed tagged {what}: class path {path!r} is not a string")
     module_name, _, qualname = path.partition(":")
     module = sys.modules.get(module_name)
     if module is None:
@@ -120,6 +123,8 @@ def from_tagged(obj: dict[str, Any]) -> Any:
     try:
         if kind == "tuple":
             return tuple(v)
+        if kind == "int":  # msgpack's way to carry integers beyond 64 bits
+            return int(v)
         if kind == "dict":
             return {_hashable(k): val for k, val in v}
         if kind == "datetime":
@@ -144,13 +149,15 @@ def from_tagged(obj: dict[str, Any]) -> Any:
             return StoredItem(str(v[0]), str(v[1]), int(v[2]))
         if kind == "enum":
             cls = _loaded_class(obj["cls"], "enum")
+            if not (isinstance(cls, type) and issubclass(cls, enum.Enum)):
+                raise PayloadError(f"{obj['cls']} is not an Enum; refusing to call it from a payload")
             return cls(v)
         if kind == "dataclass":
             return _dataclass(obj["cls"], v)
     except PayloadError:
         raise
-    except (TypeError, ValueError, KeyError) as exc:
-        raise PayloadError(f"malformed tagged value of type {kind!r}: {exc}") from None
+    except Exception as exc:  # whatever the constructors raise on bad data
+        raise PayloadError(f"malformed tagged value of type {kind!r}: {type(exc).__name__}: {exc}") from None
     raise PayloadError(f"unknown tagged type {kind!r} in payload (written by a newer steadyflow?)")
 
 
