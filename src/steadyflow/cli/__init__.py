@@ -18,6 +18,7 @@ from .common import Context
 from .db import db_group
 from .payload import payload_group
 from .processes import decider_group, standalone, worker_group
+from .schedule import schedule_group
 from .stepfunctions import activity_server
 from .tasks import tasks_group
 from .workflow import workflow_group
@@ -54,6 +55,7 @@ cli.add_command(db_group)
 cli.add_command(activity_server)
 cli.add_command(tasks_group)
 cli.add_command(payload_group)
+cli.add_command(schedule_group)
 
 
 def main(argv: list[str] | None = None) -> int:

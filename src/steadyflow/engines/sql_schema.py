@@ -98,10 +98,22 @@ DATA = (
     "CREATE INDEX steadyflow_state_data_expiry ON steadyflow_state_data (expires_at)",
 )
 
+#: Version 4: schedules. A row is leased by the scheduler process handling it, so that several
+#: schedulers can run and each slot still fires once.
+SCHEDULES = (
+    """CREATE TABLE steadyflow_schedules (
+        name TEXT PRIMARY KEY, spec TEXT NOT NULL, paused INTEGER NOT NULL DEFAULT 0,
+        next_slot {real} NOT NULL, pending_slot {real}, running_workflow_id TEXT,
+        lease_owner TEXT, lease_until {real}, fired INTEGER NOT NULL DEFAULT 0, missed INTEGER NOT NULL DEFAULT 0,
+        last_slot {real}, last_fired_at {real}, created {real} NOT NULL)""",
+    "CREATE INDEX steadyflow_schedules_due ON steadyflow_schedules (next_slot)",
+)
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "executions, events, activity tasks, timers", SCHEMA),
     Migration(2, "child workflows and cancellation requests", LINKS),
     Migration(3, "blobs and state data", DATA),
+    Migration(4, "schedules", SCHEDULES),
 )
 SCHEMA_VERSION = MIGRATIONS[-1].version
 
