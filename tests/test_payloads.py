@@ -42,6 +42,7 @@ def test_fifty_megabyte_input_and_result_with_small_history_and_bounded_worker_m
     result = engine.payloads.loads(info.result)
     assert result["input"] == result["echoed"] == result["result"] == 50 * MB
     assert largest_event(engine, wid) < 1024
+    print(f"largest event {largest_event(engine, wid)} B, worker peak RSS {result['peak_rss'] / MB:.0f} MB")
     # The worker process that read the 50 MB input and wrote the 50 MB result peaked below 3x.
     assert result["peak_rss"] < 3 * 50 * MB, f"peak RSS {result['peak_rss'] / MB:.0f} MB"
     blobs = list(Path(f"{cluster.db}.blobs").rglob("*"))

@@ -10,6 +10,7 @@ EXPECTED = {
     "TaskTimedOut", "UnknownExecution", "UnknownTask", "Workflow", "WorkflowAlreadyStarted", "WorkflowError",
     "WorkflowFailed", "WorkflowNotFound", "activity", "context", "futures", "heartbeat",
     "CancelledError", "ChildWorkflowFailed", "cached", "nondeterministic", "query",
+    "Client", "AsyncClient", "WorkflowHandle", "ResultTimeout",
 }
 
 

@@ -12,6 +12,7 @@ from . import (
     futures,
 )
 from .activity import Activity, context, heartbeat
+from .client import AsyncClient, Client, WorkflowHandle
 from .errors import (
     ActivityNotFound,
     CancelledError,
@@ -23,6 +24,7 @@ from .errors import (
     NonDeterminismError,
     PayloadError,
     PayloadTooLarge,
+    ResultTimeout,
     SteadyflowError,
     TaskFailed,
     TaskTimedOut,
@@ -41,8 +43,10 @@ __version__ = "0.1.0"
 __all__ = [
     "Activity",
     "ActivityNotFound",
+    "AsyncClient",
     "CancelledError",
     "ChildWorkflowFailed",
+    "Client",
     "ConfigError",
     "EngineError",
     "EngineUnavailable",
@@ -50,6 +54,7 @@ __all__ = [
     "NonDeterminismError",
     "PayloadError",
     "PayloadTooLarge",
+    "ResultTimeout",
     "RetryPolicy",
     "SteadyflowError",
     "TaskFailed",
@@ -60,6 +65,7 @@ __all__ = [
     "WorkflowAlreadyStarted",
     "WorkflowError",
     "WorkflowFailed",
+    "WorkflowHandle",
     "WorkflowNotFound",
     "activity",
     "cached",

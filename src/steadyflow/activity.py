@@ -61,6 +61,9 @@ class ActivityOptions:
     must be chosen here explicitly, because the worker refuses pickled input otherwise."""
     store: str | None = None
     """Where its large payloads go (`s3://bucket/prefix`, `file:///dir`, `db`); default: the engine's."""
+    concurrency_key: str | Callable[..., Any] | None = None
+    """The argument (by name), or a function of the arguments, whose value is this task's key
+    for its task list's per-key concurrency limit (at most N running for one customer, say)."""
 
 
 class Activity:
@@ -103,6 +106,7 @@ def with_attributes(
     hard_timeout: float | _dt.timedelta | None = None,
     serializer: str = "json",
     store: str | None = None,
+    concurrency_key: str | Callable[..., Any] | None = None,
     **unsupported: Any,
 ) -> _Decorator:
     """simpleflow's decorator factory, with its parameter names and meanings.
@@ -145,10 +149,30 @@ def with_attributes(
             raises_on_failure=raises_on_failure,
             serializer=serializer,
             store=store,
+            concurrency_key=concurrency_key,
             **limits,
         )
 
     return _Decorator(name, options_for)
+
+
+def concurrency_key_of(act: Activity, args: list[Any], kwargs: dict[str, Any]) -> str | None:
+    """The task's per-key concurrency key, from its arguments as `concurrency_key` says."""
+    key = act.options.concurrency_key
+    if key is None:
+        return None
+    if callable(key):
+        value = key(*args, **kwargs)
+    elif key in kwargs:
+        value = kwargs[key]
+    else:
+        import inspect
+
+        try:
+            value = inspect.signature(act.func).bind_partial(*args, **kwargs).arguments.get(key)
+        except (TypeError, ValueError):
+            value = None
+    return None if value is None else str(value)
 
 
 class _Decorator:

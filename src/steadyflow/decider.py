@@ -7,15 +7,19 @@ instead of being failed or silently re-run.
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import logging
 import os
 import socket
 import threading
+import time
 import traceback
 from collections.abc import Iterable
 from typing import Any
 
+from . import logs, metrics, tracing
+from .decider_cache import ExecutorCache, size_from_env
 from .engines.base import DecisionTask, Engine
 from .errors import ExecutionClosed, PayloadError, UnknownTask, WorkflowNotFound
 from .history import WORKFLOW_EXECUTION_STARTED, Event
@@ -56,7 +60,10 @@ class Decider:
         workflows: Iterable[type[Workflow]] = (),
         identity: str | None = None,
         activity_task_list: str | None = None,
+        cache_size: int | None = None,
     ) -> None:
+        """`cache_size`: executions whose `run()` stays in memory between decisions (default
+        `STEADYFLOW_DECIDER_CACHE` or 500; 0: replay the whole history at every decision)."""
         self.engine = engine
         self.task_list = task_list
         self.identity = identity or default_identity()
@@ -66,6 +73,8 @@ class Decider:
             self._by_name[cls.qualified_name()] = cls
             self._by_name[cls.type_name()] = cls
         self.decided = 0
+        size = size_from_env() if cache_size is None else cache_size
+        self.cache = ExecutorCache(size) if size > 0 else None
 
     def class_for(self, history: list[Event], workflow_type: str | None = None) -> type[Workflow]:
         """The class named by the input's `__extra.class` (simpleflow), else by the type name."""
@@ -90,13 +99,68 @@ class Decider:
         raise WorkflowNotFound(f"unknown workflow type {workflow_type!r}")
 
     def decide(self, task: DecisionTask) -> list:
+        kept = self.cache.take(task.run_id) if self.cache is not None else None
+        if kept is not None:
+            carrier = kept.trace
+        else:
+            first = task.history[0] if task.history and task.history_after == 0 else None
+            carrier = self._trace_of(first)
+        with tracing.span(f"Decide:{task.workflow_type}", carrier, workflow_id=task.workflow_id, run_id=task.run_id,
+                          decision_task=task.started_event_id):
+            return self._decide(task, kept)
+
+    def _trace_of(self, first: Event | None) -> dict[str, str] | None:
+        if first is None or first.event_type != WORKFLOW_EXECUTION_STARTED:
+            return None
+        try:
+            return tracing.carrier_of(self.engine.payloads.loads_or_raw(first.attributes.get("input")))
+        except PayloadError:
+            return None
+
+    def _decide(self, task: DecisionTask, kept: Executor | None) -> list:
+        cache = self.cache
+        if kept is not None and task.history_after > (kept.last_decided or 0):
+            kept.release()  # the task starts after what it knows: cannot happen unless misused
+            kept = None
+        if kept is not None:
+            new = [e for e in task.history if e.event_id > (kept.last_decided or 0)]
+            try:
+                decisions = kept.decide_more(new)
+            except Exception:  # stale, or anything odd: a full replay decides (and reports) it right
+                kept.release()
+            else:
+                cache.hits += 1  # type: ignore[union-attr]
+                metrics.cache_hit()
+                self._keep(task, kept)
+                return decisions
+        if task.history_after:  # the cached state is gone after all: replay needs the whole history
+            history = self.engine.get_history(task.workflow_id, task.run_id)
+            task = dataclasses.replace(task, history=[e for e in history if e.event_id <= task.started_event_id],
+                                       history_after=0)
         cls = self.class_for(task.history, task.workflow_type)
         executor = Executor(cls, task.workflow_id, task.run_id, task.task_list, self.activity_task_list,
                             self.engine.payloads)
-        return executor.decide(task.history)
+        if cache is not None:
+            cache.misses += 1
+            metrics.cache_miss()
+        decisions = executor.decide(task.history, keep=cache is not None)
+        self._keep(task, executor)
+        return decisions
+
+    def _keep(self, task: DecisionTask, executor: Executor) -> None:
+        if self.cache is not None and executor.resumable:
+            self.cache.put(task.run_id, executor, len(task.history))
 
     def handle(self, task: DecisionTask) -> None:
         """Decide one task and report the answer; never raises for a workflow's own problems."""
+        started = time.monotonic()
+        try:
+            with logs.ids(workflow_id=task.workflow_id, run_id=task.run_id):
+                self._handle(task)
+        finally:
+            metrics.decision(time.monotonic() - started)
+
+    def _handle(self, task: DecisionTask) -> None:
         try:
             decisions = self.decide(task)
         except Exception as exc:  # bad code, non-determinism, an unknown class: give the task back
@@ -109,11 +173,13 @@ class Decider:
         try:
             self.engine.complete_decision_task(task.token, decisions)
             self.decided += 1
+            log.debug("decision task %s: %d decision(s)", task.started_event_id, len(decisions))
         except UnknownTask:
             log.warning("decision for %s dropped: its lease ran out and another decider owns it", task.workflow_id)
 
     def run_once(self, wait: float = 0.0) -> bool:
-        task = self.engine.poll_decision_task(self.task_list, self.identity, wait=wait)
+        known = self.cache.known() if self.cache is not None else None
+        task = self.engine.poll_decision_task(self.task_list, self.identity, wait=wait, known=known)
         if task is None:
             return False
         self.handle(task)

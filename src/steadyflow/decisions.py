@@ -24,6 +24,8 @@ class ScheduleActivityTask:
     start_to_close_timeout: float | None = None
     schedule_to_close_timeout: float | None = None
     heartbeat_timeout: float | None = None
+    #: Tasks with the same key share the task list's per-key concurrency limit.
+    concurrency_key: str | None = None
 
 
 @dataclass(frozen=True)

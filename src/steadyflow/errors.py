@@ -85,6 +85,26 @@ class WorkflowFailed(WorkflowError):
         super().__init__(f"workflow {workflow_id} {status}: {reason}")
 
 
+class ResultTimeout(SteadyflowError, TimeoutError):
+    """Waiting for an execution to close gave up after its timeout; the execution itself goes on.
+
+    Also a builtin `TimeoutError`, so code that already catches that catches this too.
+    """
+
+    def __init__(self, workflow_id: str, run_id: str | None, timeout: float) -> None:
+        self.workflow_id = workflow_id
+        self.run_id = run_id
+        self.timeout = timeout
+        run = f" (run {run_id})" if run_id else ""
+        super().__init__(
+            f"workflow {workflow_id}{run} is still running after {timeout:g}s; "
+            "the execution goes on: wait again, or cancel or terminate it"
+        )
+
+    def __reduce__(self) -> tuple[Any, ...]:  # picklable, e.g. across a process pool
+        return (type(self), (self.workflow_id, self.run_id, self.timeout))
+
+
 # -- tasks ----------------------------------------------------------------------------------------
 
 
@@ -169,6 +189,7 @@ __all__ = [
     "NonDeterminismError",
     "PayloadError",
     "PayloadTooLarge",
+    "ResultTimeout",
     "SteadyflowError",
     "TaskCancelled",
     "TaskFailed",

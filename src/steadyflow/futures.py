@@ -2,12 +2,19 @@
 
 Reading `.result` of an unfinished future inside `run()` parks the workflow until the decider has
 news for it; outside a workflow that would wait forever, so it raises instead.
+
+In an `async def run()`, `await future` is the same wait as `future.result`, and `await
+futures.wait(...)` the same as `futures.wait(...)`: the workflow thread parks inside the `await`
+(see `workflow_thread.drive`), so the coroutine never gives control to an event loop and replays
+exactly as plain code does.
 """
 
 from __future__ import annotations
 
 import contextvars
-from collections.abc import Callable, Iterator
+import inspect
+import sys
+from collections.abc import Callable, Generator, Iterator
 from typing import Any, NamedTuple
 
 from .errors import WorkflowError
@@ -92,6 +99,11 @@ class Future:
     def _steadyflow_future_result(self) -> Any:
         return self.result
 
+    def __await__(self) -> Generator[None, None, Any]:
+        """`await future` in an `async def run()`: waits and returns (or raises) as `.result` does."""
+        yield from ()  # never suspends: the workflow thread parks inside `.result` instead
+        return self.result
+
     # -- writing (the executor's side) -----------------------------------------------------------
 
     def set_running(self) -> None:
@@ -124,12 +136,31 @@ def _failed(f: Any) -> bool:
     return isinstance(f, Future) and f.finished and f.exception is not None
 
 
+_ASYNC_CODE = inspect.CO_COROUTINE | inspect.CO_ASYNC_GENERATOR
+
+
 def wait(*fs: Any, return_when: str = ALL_COMPLETED) -> Any:
     """Wait for futures.
 
     `ALL_COMPLETED` (the default) returns the list of their results, as simpleflow does; the other
     two return `(done, not_done)` as `concurrent.futures.wait` does, in submission order.
+
+    Called directly from an `async def` (`await futures.wait(...)` in `async def run()`), it
+    returns an awaitable that waits when awaited; called from plain code (a sync `run()`, or a
+    helper function that an async `run()` calls) it waits and returns as above.
     """
+    if return_when not in (ALL_COMPLETED, FIRST_COMPLETED, FIRST_EXCEPTION):
+        raise ValueError(f"unknown return_when {return_when!r}")
+    if sys._getframe(1).f_code.co_flags & _ASYNC_CODE:
+        return _wait_async(fs, return_when)
+    return _wait(fs, return_when)
+
+
+async def _wait_async(fs: tuple[Any, ...], return_when: str) -> Any:
+    return _wait(fs, return_when)
+
+
+def _wait(fs: tuple[Any, ...], return_when: str) -> Any:
     if len(fs) == 1 and isinstance(fs[0], (list, tuple)):
         fs = tuple(fs[0])
     if return_when == ALL_COMPLETED:
@@ -138,10 +169,8 @@ def wait(*fs: Any, return_when: str = ALL_COMPLETED) -> Any:
         return [f.result if isinstance(f, Future) else f for f in fs]
     if return_when == FIRST_COMPLETED:
         block_until(lambda: not fs or any(_finished(f) for f in fs))
-    elif return_when == FIRST_EXCEPTION:
+    else:  # FIRST_EXCEPTION
         block_until(lambda: all(_finished(f) for f in fs) or any(_failed(f) for f in fs))
-    else:
-        raise ValueError(f"unknown return_when {return_when!r}")
     return DoneAndNotDone([f for f in fs if _finished(f)], [f for f in fs if not _finished(f)])
 
 

@@ -12,6 +12,7 @@ import uuid
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from . import tracing
 from .decider import Decider
 from .engines.base import ActivityTask, Engine, ExecutionInfo
 from .engines.memory import MemoryEngine
@@ -38,15 +39,17 @@ def start(
     extra: dict[str, Any] = {"decision_timeout": decision_timeout} if decision_timeout else {}
     if id_reuse_policy != "allow_duplicate":
         extra["id_reuse_policy"] = id_reuse_policy
-    run_id = engine.start_execution(
-        workflow_id,
-        cls.type_name(),
-        cls.version,
-        task_list or cls.task_list or "default",
-        engine.payloads.seal(workflow_input(cls, args, kwargs or {}), cls.store),
-        tags=tags,
-        **extra,
-    )
+    with tracing.span(f"StartWorkflow:{cls.type_name()}", workflow_id=workflow_id):
+        text = workflow_input(cls, args, kwargs or {}, tracing.carrier())
+        run_id = engine.start_execution(
+            workflow_id,
+            cls.type_name(),
+            cls.version,
+            task_list or cls.task_list or "default",
+            engine.payloads.seal(text, cls.store),
+            tags=tags,
+            **extra,
+        )
     return workflow_id, run_id
 
 

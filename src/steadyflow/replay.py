@@ -26,7 +26,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from . import history as h
-from .activity import Activity, ActivityOptions, as_activity
+from . import tracing
+from .activity import Activity, ActivityOptions, as_activity, concurrency_key_of
 from .commands import Command, describe_event
 from .decisions import (
     CancelTimer,
@@ -53,7 +54,7 @@ from .payload import json as sfjson
 from .payload.converter import Payloads, default_payloads
 from .payload.serializers import SAFE
 from .replay_links import LinksMixin
-from .worker.runner import decode_input
+from .worker.runner import split_input
 from .workflow import (
     ContinueAsNew,
     StopExecution,
@@ -98,6 +99,7 @@ class _ActivityState:
     future: Future
     attempt: int = 1
     scheduled_ids: list[int] = field(default_factory=list)
+    concurrency_key: str | None = None
 
 
 @dataclass
@@ -106,6 +108,10 @@ class _Child:
     future: Future
     run_id: str | None = None
     accepts: frozenset[str] = SAFE
+
+
+class StaleState(Exception):
+    """A kept executor cannot continue from the events given; replay from the start instead."""
 
 
 class Executor(LinksMixin):
@@ -158,21 +164,56 @@ class Executor(LinksMixin):
         self._recorded_patches: set[str] = set()
         self._patches: dict[str, bool] = {}
         self._random: random.Random | None = None
+        self.last_decided: int | None = None  # the DecisionTaskStarted event the last decide answered
+        self.trace: dict[str, str] | None = None  # the trace context recorded when it started
+        self._querying = False
 
     # -- driving ---------------------------------------------------------------------------------
 
-    def decide(self, history: list[h.Event]) -> list[Decision]:
+    def decide(self, history: list[h.Event], keep: bool = False) -> list[Decision]:
         """Replay `history`; return the decisions for its last, unanswered `DecisionTaskStarted`.
 
         With a complete history (no unanswered decision task), checks the whole of it and returns [].
+        `keep=True` leaves `run()` parked where it is, for `decide_more` (the decider's cache).
         """
+        kept = False
         try:
             current = self._replay(history)
             if current is None and self._commands:
                 raise NonDeterminismError(None, "nothing more", self._commands[0].describe())
-            return self._sealed() if current is not None else []
+            decisions = self._sealed() if current is not None else []
+            self.last_decided = current
+            kept = keep and current is not None and self.resumable
+            return decisions
         finally:
+            if not kept:
+                self._stop_thread()
+
+    def release(self) -> None:
+        """Let go of a parked `run()` (its thread ends); the executor cannot decide again."""
+        self._stop_thread()
+
+    @property
+    def resumable(self) -> bool:
+        """True while `run()` is parked mid-way, so new events can be fed to it (`decide_more`)."""
+        return not self._closed and self._thread is not None and not self._thread.finished
+
+    def decide_more(self, events: list[h.Event], keep: bool = True) -> list[Decision]:
+        """Decide again from where the last `decide` stopped, given only the events after it.
+
+        Raises `StaleState` unless those events show that the decisions returned last time were
+        applied (a `DecisionTaskCompleted` for that decision task): if that task timed out or
+        failed, `run()` here believes in commands the history never got, and only a full replay
+        from a fresh executor is right.
+        """
+        last = self.last_decided
+        applied = any(
+            e.event_type == h.DECISION_TASK_COMPLETED and e.attributes.get("startedEventId") == last for e in events
+        )
+        if last is None or not applied or not self.resumable or not events or events[0].event_id != last + 1:
             self._stop_thread()
+            raise StaleState(f"cached state of {self.run_id} is behind events it did not decide")
+        return self.decide(events, keep)
 
     def _sealed(self) -> list[Decision]:
         try:
@@ -186,11 +227,20 @@ class Executor(LinksMixin):
         if method is None or not is_query(method):
             known = sorted(n for n in dir(self.workflow_cls) if is_query(getattr(self.workflow_cls, n, None)))
             raise WorkflowError(f"{self.workflow_cls.__name__} has no query {name!r} (queries: {', '.join(known) or 'none'})")
+        self._querying = True  # nothing it prints shows, whatever point it reaches
         try:
             current = self._replay(history)
             if current is None and not self._closed and history:
                 # Events after the last decision (a signal just sent): show them to the workflow.
                 self._decision_point(history[-1], replaying=True)
+            elif current is not None and not self._closed:
+                # A decision task is in progress: events after it (a signal sent meanwhile) count
+                # too. What run() asked for at that point is not recorded yet: a query ignores it.
+                later = [e for e in history if e.event_id > current and e.event_type in _DELIVERED]
+                if later:
+                    self._commands.clear()
+                    self._held.extend(later)
+                    self._decision_point(later[-1], replaying=True)
             if self._instance is None:
                 self._instance = self.workflow_cls(self)
             return getattr(self._instance, name)(*args)
@@ -240,7 +290,10 @@ class Executor(LinksMixin):
         self.run_id = self.run_id or a.get("runId", "")
         self.task_list = self.task_list or a.get("taskList", {}).get("name", "")
         self._parent = a.get("parentWorkflowExecution")
-        args, kwargs = decode_input(a.get("input"), self.payloads, self.accepts, f"workflow {self.workflow_cls.__name__}")
+        text = a.get("input")
+        data = self.payloads.loads(text, self.accepts, f"workflow {self.workflow_cls.__name__}") if text else {}
+        self.trace = tracing.carrier_of(data)
+        args, kwargs = split_input(data)
         self._args, self._kwargs = tuple(args), kwargs
 
     def _decision_point(self, event: h.Event, replaying: bool) -> None:
@@ -294,7 +347,7 @@ class Executor(LinksMixin):
                 on_wait=self._raise_cancel,
                 setup=lambda: current_executor.set(self),
             )
-        self._thread.quiet = self.replaying
+        self._thread.quiet = self.replaying or self._querying
         self._thread.resume()
         if self._thread.finished:
             self._finish(self._thread.result, self._thread.error)
@@ -316,7 +369,8 @@ class Executor(LinksMixin):
         elif isinstance(error, StopExecution):
             self._emit(CancelWorkflowExecution(sfjson.dumps({"error": error.error, "cause": error.cause})))
         elif isinstance(error, ContinueAsNew):
-            self._emit(ContinueAsNewWorkflowExecution(workflow_input(self.workflow_cls, error.args_, error.kwargs_)))
+            text = workflow_input(self.workflow_cls, error.args_, error.kwargs_, self.trace)
+            self._emit(ContinueAsNewWorkflowExecution(text))
         elif isinstance(error, TaskFailed):
             self._emit(FailWorkflowExecution(f'Workflow execution error in {error.name}: "{error.reason}"', _text(error.details)))
         elif isinstance(error, WorkflowFailure):
@@ -348,7 +402,11 @@ class Executor(LinksMixin):
         self._activities[activity_id] = state
 
         def schedule(a: list[Any], kw: dict[str, Any]) -> None:
-            state.input = self.payloads.encode_open({"args": a, "kwargs": kw}, opts.serializer)
+            data: dict[str, Any] = {"args": a, "kwargs": kw}
+            if self.trace:  # from the history, so every replay asks for the same input
+                data["__extra"] = {"trace": self.trace}
+            state.input = self.payloads.encode_open(data, opts.serializer)
+            state.concurrency_key = concurrency_key_of(act, a, kw)
             self._schedule(state)
 
         self._when_ready(state.future, args, kwargs, schedule)
@@ -401,6 +459,7 @@ class Executor(LinksMixin):
                 start_to_close_timeout=o.start_to_close_timeout,
                 schedule_to_close_timeout=o.schedule_to_close_timeout,
                 heartbeat_timeout=o.heartbeat_timeout,
+                concurrency_key=state.concurrency_key,
             ),
             recorded,
             o.store,

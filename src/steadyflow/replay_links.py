@@ -51,7 +51,7 @@ class LinksMixin:
                 workflow_type=cls.type_name(),
                 version=cls.version,
                 task_list=tl,
-                input=workflow_input(cls, a, kw),
+                input=workflow_input(cls, a, kw, self.trace),
                 parent_close_policy=policy,
                 decision_timeout=cls.decision_tasks_timeout,
             )

@@ -53,9 +53,15 @@ class StopExecution(BaseException):
         super().__init__(error or "stopped")
 
 
-def workflow_input(cls: type[Workflow], args: Iterable[Any], kwargs: dict[str, Any]) -> str:
-    """simpleflow's workflow input: args, kwargs and `__extra.class` for the decider."""
-    data = {"args": list(args), "kwargs": kwargs, "__extra": {"class": cls.qualified_name()}}
+def workflow_input(
+    cls: type[Workflow], args: Iterable[Any], kwargs: dict[str, Any], trace: dict[str, str] | None = None
+) -> str:
+    """simpleflow's workflow input: args, kwargs and `__extra.class` for the decider (and
+    `__extra.trace`, the trace context it runs in, when it is traced)."""
+    extra: dict[str, Any] = {"class": cls.qualified_name()}
+    if trace:
+        extra["trace"] = trace
+    data = {"args": list(args), "kwargs": kwargs, "__extra": extra}
     return Payloads.encode_open(data, cls.serializer)
 
 

@@ -2,16 +2,52 @@
 
 Only one of the two runs at a time, so `run()` stays deterministic. While history is being
 replayed, what `run()` prints is dropped, so each line appears once per execution.
+
+An `async def run()` is driven in the same thread by `drive`: awaiting a steadyflow future parks
+the thread inside the `await` exactly as reading `.result` does, so the coroutine is plain
+sequential code to the decider and replays the same way.
+
+Alternative rejected: running the coroutine on an asyncio event loop, with the decider resolving
+asyncio futures. The loop's own scheduling (call_soon order, its clock) would become part of what
+`run()` sees, and every `await` would need a loop-aware twin of the thread hand-off above.
 """
 
 from __future__ import annotations
 
+import inspect
 import sys
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from typing import Any
 
+from .errors import WorkflowError
 from .futures import current_waiter
+
+
+def drive(coro: Coroutine[Any, Any, Any]) -> Any:
+    """Run the coroutine of an `async def run()` to its end in this thread; return its value.
+
+    A steadyflow future (or `futures.wait(...)`) never suspends the coroutine: it parks the thread
+    inside the `await` until the decider has its outcome. `await asyncio.sleep(0)` is allowed and
+    does nothing. Anything else that suspends (an asyncio future, a task, `asyncio.sleep(1)`)
+    belongs to an event loop that a workflow does not have: `WorkflowError` is raised at that
+    `await` (use `self.sleep()`/`self.start_timer()` for time, activities for I/O).
+    """
+    error: BaseException | None = None
+    try:
+        while True:
+            try:
+                yielded = coro.send(None) if error is None else coro.throw(error)
+            except StopIteration as stop:
+                return stop.value
+            error = None
+            if yielded is not None:
+                error = WorkflowError(
+                    f"run() awaited {yielded!r}, which needs an asyncio event loop: a workflow can await only "
+                    "steadyflow futures (submit, timers, signals, children) and futures.wait(...)"
+                )
+    finally:
+        coro.close()
 
 
 class Abandon(BaseException):
@@ -56,7 +92,8 @@ class WorkflowThread:
         if self._setup is not None:
             self._setup()
         try:
-            self.result = self._target()
+            result = self._target()
+            self.result = drive(result) if inspect.iscoroutine(result) else result
         except Abandon:
             pass
         except BaseException as exc:  # noqa: BLE001 - every outcome of run() is reported

@@ -26,6 +26,12 @@ from tests.fixtures import workflows as wf
 from tests.pg import fresh_schema
 
 
+@pytest.fixture(autouse=True, params=["cached", "replayed"])
+def decider_cache(request, monkeypatch):
+    """Every feature holds with the decider's cache on and off: it must not change a decision."""
+    monkeypatch.setenv("STEADYFLOW_DECIDER_CACHE", "500" if request.param == "cached" else "0")
+
+
 @pytest.fixture(params=["memory", "sqlite", "postgres"])
 def env(request, tmp_path):
     if request.param == "postgres":
@@ -225,6 +231,16 @@ def test_query_answers_from_state_after_the_latest_event_and_records_nothing(env
     assert len(env.history(wid)) == before
     env.signal(wid, "add", "stop")
     assert env.result(wid) == [5, 7]
+
+
+def test_a_query_during_a_decision_sees_a_signal_sent_meanwhile(env):
+    wid = env.start(ft.Stateful)
+    env.signal(wid, "add", 5)
+    env.engine.signal_execution(wid, None, "add", '{"args": [6], "kwargs": {}}')
+    task = env.engine.poll_decision_task(env.engine.describe_execution(wid).task_list, "busy-decider")
+    assert task is not None  # a decider holds it and has not answered yet
+    env.engine.signal_execution(wid, None, "add", '{"args": [7], "kwargs": {}}')
+    assert env.query(wid, "items") == [5, 6, 7]
 
 
 def test_query_errors_are_clear(env):

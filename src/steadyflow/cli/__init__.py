@@ -6,21 +6,23 @@ Errors steadyflow raises on purpose print one line and exit 1 (2 for usage); `--
 
 from __future__ import annotations
 
-import logging
 import os
 import sys
 from typing import Any
 
 import click
 
+from .. import logs
 from ..errors import ConfigError, SteadyflowError, WorkflowNotFound
 from .common import Context
 from .db import db_group
+from .limits import limits_group
 from .payload import payload_group
 from .processes import decider_group, standalone, worker_group
 from .schedule import schedule_group
 from .stepfunctions import activity_server
 from .tasks import tasks_group
+from .ui import ui_cmd
 from .workflow import workflow_group
 
 
@@ -38,12 +40,13 @@ class _Root(click.Group):
 @click.group(cls=_Root, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--engine", "engine_url", envvar="STEADYFLOW_URL", help="Engine URL (default: sqlite:///steadyflow.db).")
 @click.option("--debug", is_flag=True, help="Show tracebacks.")
+@click.option("--log-format", type=click.Choice(logs.FORMATS), envvar="STEADYFLOW_LOG_FORMAT", default="text",
+              show_default=True, help="Log lines as text, or one JSON object per line (LOG_LEVEL sets the level).")
 @click.version_option(package_name="steadyflow")
 @click.pass_context
-def cli(ctx: click.Context, engine_url: str | None, debug: bool) -> None:
+def cli(ctx: click.Context, engine_url: str | None, debug: bool, log_format: str) -> None:
     """Durable workflows and task workers."""
-    level = os.environ.get("LOG_LEVEL", "WARNING").upper()
-    logging.basicConfig(level=level, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logs.configure(fmt=log_format)
     ctx.obj = Context(engine_url=engine_url)
 
 
@@ -56,6 +59,8 @@ cli.add_command(activity_server)
 cli.add_command(tasks_group)
 cli.add_command(payload_group)
 cli.add_command(schedule_group)
+cli.add_command(ui_cmd)
+cli.add_command(limits_group)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import signal
 import threading
@@ -13,7 +15,8 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-from ..engines import Engine, open_engine
+from ..client import Client
+from ..engines import Engine
 from ..errors import ConfigError
 from ..history import format_timestamp
 
@@ -21,12 +24,21 @@ from ..history import format_timestamp
 @dataclass
 class Context:
     engine_url: str | None = None
-    _engine: Engine | None = field(default=None, repr=False)
+    _client: Client | None = field(default=None, repr=False)
+
+    def client(self) -> Client:
+        """The Python client (`steadyflow.Client`): the `workflow` commands are a layer over it.
+
+        It opens the engine on first use, so a command that fails on its arguments first leaves
+        no database behind.
+        """
+        if self._client is None:
+            self._client = Client(self.engine_url)
+        return self._client
 
     def engine(self) -> Engine:
-        if self._engine is None:
-            self._engine = open_engine(self.engine_url)
-        return self._engine
+        """The engine of `--engine` / `STEADYFLOW_URL` (the client's, opened on first use)."""
+        return self.client().engine
 
 
 pass_ctx = click.make_pass_decorator(Context)
@@ -58,25 +70,66 @@ def ts(value: float | None) -> str:
     return format_timestamp(value) or ""
 
 
-def emit(rows: list[dict[str, Any]], fmt: str, title: str | None = None) -> None:
-    """Print rows as a rich table or as JSON."""
+FORMATS = ("table", "json", "csv")
+
+
+def emit(
+    rows: list[dict[str, Any]],
+    fmt: str,
+    title: str | None = None,
+    *,
+    header: bool = True,
+    columns: tuple[str, ...] | list[str] | None = None,
+) -> None:
+    """Print rows as a rich table, as JSON or as CSV.
+
+    `columns`: the column names (default: the keys of the first row), so that an empty result
+    still prints its CSV header. `header=False` (simpleflow's default, `--no-header`) drops the
+    table's heading and the CSV header row, and makes JSON a list of lists instead of a list of
+    objects, as simpleflow's `--format json` without `--header` does.
+    """
+    names = list(columns) if columns is not None else (list(rows[0]) if rows else [])
     if fmt == "json":
-        click.echo(json.dumps(rows, indent=2, default=str))
+        data: Any = rows if header else [[row.get(c) for c in names] for row in rows]
+        click.echo(json.dumps(data, indent=2, default=str))
         return
-    table = Table(title=title, show_lines=False)
-    columns = list(rows[0]) if rows else []
-    for col in columns:
+    if fmt == "csv":
+        out = io.StringIO()
+        writer = csv.writer(out, lineterminator="\n")
+        if header:
+            writer.writerow(names)
+        writer.writerows([_cell(row.get(c)) for c in names] for row in rows)
+        click.echo(out.getvalue(), nl=False)
+        return
+    table = Table(title=title, show_lines=False, show_header=header)
+    for col in names:
         table.add_column(col, overflow="fold")  # fold, never elide: ids must stay copyable
     for row in rows:
-        table.add_row(*("" if row[c] is None else str(row[c]) for c in columns))
+        table.add_row(*(_cell(row.get(c)) for c in names))
     console = Console()
     if not console.is_terminal:
         console = Console(width=200)
     console.print(table)
 
 
+def _cell(value: Any) -> str:
+    """A value as one table or CSV cell: empty for None, JSON for lists and dicts."""
+    if value is None:
+        return ""
+    if isinstance(value, (dict, list, tuple)):
+        return json.dumps(value, default=str)
+    return str(value)
+
+
 format_option = click.option(
-    "--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True, help="Output format."
+    "--format", "fmt", type=click.Choice(FORMATS), default="table", show_default=True,
+    help="Output format: a table, JSON, or CSV (one header row, then one line per row).",
+)
+
+header_option = click.option(
+    "--header/--no-header", default=True, show_default=True,
+    help="Print column names: the table's heading, the CSV header row, JSON objects rather than lists "
+         "(simpleflow's flag; its default is --no-header, ours --header).",
 )
 
 

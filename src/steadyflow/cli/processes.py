@@ -18,6 +18,7 @@ from ..decider import Decider, load_workflow
 from ..errors import ConfigError
 from ..local import start
 from .common import Context, parse_input, pass_ctx, stop_on_signals
+from .progress import Progress, ProgressTracker
 from .workflow import finish
 
 log = logging.getLogger("steadyflow.cli")
@@ -40,11 +41,15 @@ def decider_group() -> None:
 @decider_group.command("start")
 @click.argument("workflows", nargs=-1, required=True)
 @click.option("--task-list", "-t", required=True, help="Decision task list to poll.")
+@click.option("--metrics-port", type=int, metavar="PORT", help="Serve Prometheus metrics on PORT (/metrics).")
+@click.option("--metrics-host", default=DEFAULT_HOST, show_default=True, help="Interface for the metrics (0.0.0.0: all).")
 @pass_ctx
-def decider_start(ctx: Context, workflows: tuple[str, ...], task_list: str) -> None:
+def decider_start(ctx: Context, workflows: tuple[str, ...], task_list: str, metrics_port: int | None,
+                  metrics_host: str) -> None:
     """Decide for WORKFLOWS (MODULE.Class ...) on a task list until SIGTERM."""
     classes = [load_workflow(w) for w in workflows]
     _verbose()
+    _serve_metrics(metrics_port, metrics_host)
     stop = stop_on_signals()
     Decider(ctx.engine(), task_list, classes).run(stop)
 
@@ -67,6 +72,9 @@ def worker_group() -> None:
               help="Default for activities without alarm_timeout: raise TimeoutError inside the task after S seconds.")
 @click.option("--hard-timeout", type=float, metavar="S",
               help="Default for activities without hard_timeout: kill the task's process after S seconds.")
+@click.option("--async-concurrency", type=int, default=1, show_default=True, metavar="N",
+              help="Tasks each worker process runs at once: async def activities run side by side on an "
+                   "event loop, other activities one at a time.")
 @click.option("--kill-grace", type=float, default=5.0, show_default=True, metavar="S",
               help="After a hard timeout's SIGTERM, wait this long before SIGKILL.")
 @click.option("--grace", type=float, default=30.0, show_default=True, metavar="S",
@@ -74,11 +82,13 @@ def worker_group() -> None:
 @click.option("--healthcheck", type=int, metavar="PORT", help="Serve GET / with the pool's health on PORT.")
 @click.option("--healthcheck-host", default=DEFAULT_HOST, show_default=True,
               help="Interface for the healthcheck (0.0.0.0: all).")
+@click.option("--metrics-port", type=int, metavar="PORT", help="Serve Prometheus metrics on PORT (/metrics).")
+@click.option("--metrics-host", default=DEFAULT_HOST, show_default=True, help="Interface for the metrics (0.0.0.0: all).")
 @pass_ctx
 def worker_start(ctx: Context, task_list: str, processes: int, modules: tuple[str, ...], start_method: str,
                  maxtasksperchild: int | None, max_memory: float | None, alarm_timeout: float | None,
-                 hard_timeout: float | None, kill_grace: float, grace: float, healthcheck: int | None,
-                 healthcheck_host: str) -> None:
+                 hard_timeout: float | None, async_concurrency: int, kill_grace: float, grace: float,
+                 healthcheck: int | None, healthcheck_host: str, metrics_port: int | None, metrics_host: str) -> None:
     """Run activities from a task list in a pool of processes until SIGTERM.
 
     The first SIGTERM or SIGINT stops polling and gives running tasks --grace seconds; what is
@@ -87,14 +97,28 @@ def worker_start(ctx: Context, task_list: str, processes: int, modules: tuple[st
     from ..worker import WorkerPool
 
     _verbose()
+    if async_concurrency < 1:
+        raise ConfigError(f"--async-concurrency must be >= 1, got {async_concurrency}")
     for flag, value in (("--kill-grace", kill_grace), ("--grace", grace)):
         if value < 0:
             raise ConfigError(f"{flag} must be >= 0 seconds, got {value:g}")
+    _serve_metrics(metrics_port, metrics_host)
     pool = WorkerPool(ctx.engine(), task_list, processes=_processes(processes), modules=modules,
                       start_method=start_method, maxtasksperchild=maxtasksperchild, max_memory=max_memory,
                       alarm_timeout=alarm_timeout, hard_timeout=hard_timeout, kill_grace=kill_grace, grace=grace,
-                      log_level=logging.getLogger().getEffectiveLevel())
+                      log_level=logging.getLogger().getEffectiveLevel(), async_concurrency=async_concurrency)
     serve(pool, healthcheck, healthcheck_host)
+
+
+def _serve_metrics(port: int | None, host: str) -> None:
+    if port is None:
+        return
+    from .. import metrics
+
+    if not metrics.available():
+        raise ConfigError("--metrics-port needs prometheus-client: pip install 'steadyflow[ui]'")
+    metrics.serve(port, host)
+    logging.getLogger("steadyflow").info("metrics on http://%s:%s/metrics", host, port)
 
 
 def serve(pool: WorkerPool, healthcheck: int | None = None, healthcheck_host: str = DEFAULT_HOST) -> None:
@@ -116,18 +140,27 @@ def _verbose() -> None:
         logging.getLogger("steadyflow").setLevel(logging.INFO)
 
 
+#: Seconds between two looks at the history for `standalone`'s progress line.
+PROGRESS_EVERY = 0.2
+
+
 @click.command("standalone")
 @click.argument("workflow")
 @click.option("--input", "-i", "input_", help="JSON: a list of args, or {\"args\": [...], \"kwargs\": {...}}.")
 @click.option("--workflow-id", help="Id of the execution (default: <name>-<random>).")
 @click.option("--processes", "-N", "--nb-workers", "-W", type=int, default=0, show_default=True,
               help="Activity worker processes (0: one per CPU).")
+@click.option("--progress/--no-progress", default=True, show_default=True,
+              help="Show the tasks done, running and failed on stderr: a live line on a terminal, "
+                   "plain lines when a count changes elsewhere.")
 @pass_ctx
-def standalone(ctx: Context, workflow: str, input_: str | None, workflow_id: str | None, processes: int) -> None:
+def standalone(ctx: Context, workflow: str, input_: str | None, workflow_id: str | None, processes: int,
+               progress: bool) -> None:
     """Run one execution of WORKFLOW to its end with a decider and a worker; print its result.
 
     Exit code 0 when it completes, 1 when it fails. Work is durable: it is recorded in the engine
-    and can be inspected afterwards with `workflow list` and `workflow history`.
+    and can be inspected afterwards with `workflow list` and `workflow history`. Progress goes to
+    stderr; stdout has only the result.
     """
     from ..worker import WorkerPool
 
@@ -147,13 +180,23 @@ def standalone(ctx: Context, workflow: str, input_: str | None, workflow_id: str
     ]
     for t in threads:
         t.start()
+    tracker = ProgressTracker(engine, wid, rid)
+    display = Progress() if progress else None
     try:
         # By workflow id, not run id: a continue-as-new chain is followed to its last run.
         info = engine.describe_execution(wid)
+        next_look = 0.0
         while info.is_open and not stop.is_set() and all(t.is_alive() for t in threads):
+            if display is not None and time.monotonic() >= next_look:
+                display.update(tracker.poll())
+                next_look = time.monotonic() + PROGRESS_EVERY
             time.sleep(0.05)
             info = engine.describe_execution(wid)
+        if display is not None:
+            display.update(tracker.poll())
     finally:
+        if display is not None:
+            display.close()  # before anything else is printed
         stop.set()
         for t in threads:
             t.join(timeout=30)

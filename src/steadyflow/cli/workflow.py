@@ -10,15 +10,22 @@ from typing import Any
 
 import click
 
-from ..decider import load_workflow, query_workflow
+from ..client import WorkflowHandle
+from ..client.client import LIST_STATUSES, check_tags, to_epoch
+from ..decider import load_workflow
 from ..engines.base import ID_REUSE_POLICIES, ExecutionInfo
 from ..engines.memory import MemoryEngine
-from ..errors import ConfigError
+from ..errors import ConfigError, ResultTimeout
 from ..history import Event
-from ..local import run_local, start
+from ..local import run_local
 from ..payload import json as sfjson
 from ..payload.converter import PREFIX, PayloadEncrypted, Payloads, shown
-from .common import Context, emit, format_option, parse_input, parse_json, pass_ctx, ts
+from .common import Context, emit, format_option, header_option, parse_input, parse_json, pass_ctx, ts
+from .progress import Progress, ProgressTracker
+from .views import PROFILE_COLUMNS, TASK_COLUMNS, profile_rows, task_rows, total_time
+
+#: Keyword options of `Client.start`: workflow kwargs of these names cannot go through it.
+START_OPTIONS = frozenset({"workflow_id", "task_list", "tags", "id_reuse_policy"})
 
 
 @click.group("workflow")
@@ -42,18 +49,21 @@ def start_cmd(
 ) -> None:
     """Start WORKFLOW (MODULE.Class); print its workflow id and run id."""
     args, kwargs = parse_input(input_)
-    tag_list = tuple(t for t in (tags or "").split(",") if t)
-    if len(tag_list) > 5:
-        raise ConfigError("at most 5 tags")
+    tag_list = check_tags(t for t in (tags or "").split(",") if t)
     cls = load_workflow(workflow)
     if local:
         engine = MemoryEngine()
         info = run_local(cls, args, kwargs, engine=engine, workflow_id=workflow_id)
         finish(info, engine.payloads)
         return
-    wid, rid = start(ctx.engine(), cls, args, kwargs, workflow_id=workflow_id, task_list=task_list, tags=tag_list,
-                     id_reuse_policy=id_reuse_policy)
-    click.echo(f"{wid} {rid}")
+    clash = sorted(START_OPTIONS & set(kwargs))
+    if clash:
+        raise ConfigError(
+            f"--input: kwargs named {', '.join(clash)} clash with start options; pass them in \"args\""
+        )
+    handle = ctx.client().start(cls, *args, workflow_id=workflow_id, task_list=task_list, tags=tag_list,
+                                id_reuse_policy=id_reuse_policy, **kwargs)
+    click.echo(f"{handle.workflow_id} {handle.run_id}")
 
 
 def finish(info: ExecutionInfo, payloads: Payloads) -> None:
@@ -71,14 +81,41 @@ def finish(info: ExecutionInfo, payloads: Payloads) -> None:
     sys.exit(1)
 
 
+LIST_COLUMNS = ("Workflow ID", "Workflow Type", "Status", "Run ID", "Started")
+
+
 @workflow_group.command("list")
-@click.option("--status", "-s", type=click.Choice(["open", "closed", "completed", "failed", "terminated"]))
+@click.option("--status", "-s", type=click.Choice(LIST_STATUSES))
 @click.option("--workflow-type", help="Only executions of this type.")
-@click.option("--limit", default=100, show_default=True)
+@click.option("--tag", help="Only executions started with this tag.")
+@click.option("--started-after", help="Only executions started at or after this ISO date or datetime (UTC by default).")
+@click.option("--started-before", help="Only executions started before this ISO date or datetime (UTC by default).")
+@click.option("--limit", type=int, default=100, show_default=True, help="At most this many executions: the page size.")
+@click.option("--offset", type=int, help="Skip this many executions (newest first) before listing.")
+@click.option("--page", type=int, help="Page number, 1 for the newest --limit executions (instead of --offset).")
 @format_option
+@header_option
 @pass_ctx
-def list_cmd(ctx: Context, status: str | None, workflow_type: str | None, limit: int, fmt: str) -> None:
-    """List executions, newest first."""
+def list_cmd(
+    ctx: Context, status: str | None, workflow_type: str | None, tag: str | None, started_after: str | None,
+    started_before: str | None, limit: int, offset: int | None, page: int | None, fmt: str, header: bool,
+) -> None:
+    """List executions, newest first, a page at a time (--limit with --page or --offset)."""
+    if limit < 0:
+        raise ConfigError(f"--limit must be >= 0, got {limit}")
+    if offset is not None and page is not None:
+        raise ConfigError("--offset and --page cannot be used together")
+    if offset is not None and offset < 0:
+        raise ConfigError(f"--offset must be >= 0, got {offset}")
+    if page is not None and page < 1:
+        raise ConfigError(f"--page must be >= 1, got {page}")
+    skip = (page - 1) * limit if page is not None else (offset or 0)
+    after, before = to_epoch(started_after, "--started-after"), to_epoch(started_before, "--started-before")
+    # The engine, not `Client.list`: one page is one query, at an offset the client does not take.
+    executions = ctx.engine().list_executions(
+        status=status, workflow_type=workflow_type, limit=limit, offset=skip, tag=tag,
+        started_after=after, started_before=before,
+    )
     rows = [
         {
             "Workflow ID": e.workflow_id,
@@ -87,9 +124,9 @@ def list_cmd(ctx: Context, status: str | None, workflow_type: str | None, limit:
             "Run ID": e.run_id,
             "Started": ts(e.start_time),
         }
-        for e in ctx.engine().list_executions(status=status, workflow_type=workflow_type, limit=limit)
+        for e in executions
     ]
-    emit(rows, fmt)
+    emit(rows, fmt, header=header, columns=LIST_COLUMNS)
 
 
 def _info_row(e: ExecutionInfo, payloads: Payloads) -> dict[str, Any]:
@@ -108,6 +145,7 @@ def _info_row(e: ExecutionInfo, payloads: Payloads) -> dict[str, Any]:
         "input": shown(payloads, e.input),
         "result": shown(payloads, e.result),
         "close_reason": e.close_reason,
+        "close_details": shown(payloads, e.close_details),
     }
 
 
@@ -115,45 +153,63 @@ def _info_row(e: ExecutionInfo, payloads: Payloads) -> dict[str, Any]:
 @click.argument("workflow_id")
 @click.argument("run_id", required=False)
 @format_option
+@header_option
 @pass_ctx
-def info_cmd(ctx: Context, workflow_id: str, run_id: str | None, fmt: str) -> None:
-    """Status, ids, input, result or failure, and timings of an execution."""
-    engine = ctx.engine()
-    row = _info_row(engine.describe_execution(workflow_id, run_id), engine.payloads)
+def info_cmd(ctx: Context, workflow_id: str, run_id: str | None, fmt: str, header: bool) -> None:
+    """Type, ids, status, input, result or failure, and timings of an execution.
+
+    `--format json`: one object (a list of the values with --no-header); `--format csv`: a header
+    row of the field names, then one row, as simpleflow's `workflow.info` prints it.
+    """
+    client = ctx.client()
+    row = _info_row(client.get_handle(workflow_id, run_id).describe(), client.engine.payloads)
     if fmt == "json":
-        click.echo(json.dumps(row, indent=2))
+        click.echo(json.dumps(row if header else list(row.values()), indent=2))
+    elif fmt == "csv":
+        emit([row], fmt, header=header)
     else:
-        emit([{"field": k, "value": v} for k, v in row.items()], fmt)
+        emit([{"field": k, "value": v} for k, v in row.items()], fmt, header=header)
+
+
+HISTORY_COLUMNS = ("ID", "Event", "Time", "Attributes")
 
 
 @workflow_group.command("history")
 @click.argument("workflow_id")
 @click.argument("run_id", required=False)
 @format_option
+@header_option
 @pass_ctx
-def history_cmd(ctx: Context, workflow_id: str, run_id: str | None, fmt: str) -> None:
-    """The events of an execution (`--format json`: a JSON list, one object per event)."""
-    engine = ctx.engine()
-    events = engine.get_history(workflow_id, run_id)
+def history_cmd(ctx: Context, workflow_id: str, run_id: str | None, fmt: str, header: bool) -> None:
+    """The events of an execution.
+
+    `--format json`: a JSON list, one object per event (what `workflow replay` reads; --header
+    does not change it). `--format csv`: ID, Event, Time and the attributes as JSON, in full.
+    """
+    client = ctx.client()
+    events = client.get_handle(workflow_id, run_id).history()
+    engine = client.engine
     if fmt == "json":
         click.echo(json.dumps([e.to_json() for e in events], indent=2))
         return
+    full = fmt == "csv"
     emit(
         [
-            {"ID": e.event_id, "Event": e.event_type, "Time": ts(e.timestamp), "Attributes": _summary(e, engine.payloads)}
+            {"ID": e.event_id, "Event": e.event_type, "Time": ts(e.timestamp),
+             "Attributes": _summary(e, engine.payloads, full=full)}
             for e in events
         ],
-        fmt,
+        fmt, header=header, columns=HISTORY_COLUMNS,
     )
 
 
 PAYLOAD_ATTRIBUTES = frozenset({"input", "result", "details"})
 
 
-def _summary(e: Event, payloads: Payloads) -> str:
+def _summary(e: Event, payloads: Payloads, full: bool = False) -> str:
     attributes = {k: shown(payloads, v) if k in PAYLOAD_ATTRIBUTES else v for k, v in e.attributes.items()}
     text = sfjson.dumps(attributes)
-    return text if len(text) <= 160 else text[:157] + "..."
+    return text if full or len(text) <= 160 else text[:157] + "..."
 
 
 @workflow_group.command("tasks")
@@ -161,54 +217,45 @@ def _summary(e: Event, payloads: Payloads) -> str:
 @click.argument("run_id", required=False)
 @click.option("--nb-tasks", "-n", type=int, help="Show at most this many tasks.")
 @format_option
+@header_option
 @pass_ctx
-def tasks_cmd(ctx: Context, workflow_id: str, run_id: str | None, nb_tasks: int | None, fmt: str) -> None:
+def tasks_cmd(ctx: Context, workflow_id: str, run_id: str | None, nb_tasks: int | None, fmt: str,
+              header: bool) -> None:
     """Each activity's last state and times, newest first (simpleflow's `workflow.tasks`)."""
-    engine = ctx.engine()
-    rows = task_rows(engine.get_history(workflow_id, run_id))
+    client = ctx.client()
+    rows = task_rows(client.get_handle(workflow_id, run_id).history())
+    engine = client.engine
     running = {t["activity_id"]: t for t in engine.list_activity_tasks(workflow_id, run_id)}
     for row in rows:  # progress published by activities still running
         live = running.get(row["Tasks"])
         if live is not None and live.get("heartbeat_details") is not None:
             row["Last Heartbeat"] = live["heartbeat_details"]
-    emit(rows[:nb_tasks] if nb_tasks else rows, fmt)
+    emit(rows[:nb_tasks] if nb_tasks else rows, fmt, header=header, columns=TASK_COLUMNS)
 
 
-_STATES = {
-    "ActivityTaskScheduled": "scheduled",
-    "ActivityTaskStarted": "started",
-    "ActivityTaskCompleted": "completed",
-    "ActivityTaskFailed": "failed",
-    "ActivityTaskTimedOut": "timed_out",
-}
+@workflow_group.command("profile")
+@click.argument("workflow_id")
+@click.argument("run_id", required=False)
+@click.option("--nb-tasks", "-n", type=int, help="Show only this many tasks, the longest-running first.")
+@format_option
+@header_option
+@pass_ctx
+def profile_cmd(ctx: Context, workflow_id: str, run_id: str | None, nb_tasks: int | None, fmt: str,
+                header: bool) -> None:
+    """Where the time went: each activity attempt's wait and run, longest first (simpleflow's
+    `workflow.profile`).
 
-
-def task_rows(events: list[Event]) -> list[dict[str, Any]]:
-    tasks: dict[str, dict[str, Any]] = {}
-    by_scheduled: dict[int, str] = {}
-    for e in events:
-        state = _STATES.get(e.event_type)
-        if state is None:
-            continue
-        if state == "scheduled":
-            activity_id = e.attributes["activityId"]
-            by_scheduled[e.event_id] = activity_id
-            row = tasks.setdefault(activity_id, {"Tasks": activity_id, "Attempts": 0, "Scheduled Time": ts(e.timestamp)})
-            row["Attempts"] += 1
-        else:
-            activity_id = by_scheduled.get(e.attributes.get("scheduledEventId", -1), "")
-            row = tasks.get(activity_id)
-            if row is None:
-                continue
-        row["Last State"] = state
-        row["Last State Time"] = ts(e.timestamp)
-        if state == "timed_out":
-            row["Last Heartbeat"] = e.attributes.get("details")
-    ordered = [
-        {k: r.get(k) for k in ("Tasks", "Last State", "Last State Time", "Scheduled Time", "Attempts", "Last Heartbeat")}
-        for r in tasks.values()
-    ]
-    return list(reversed(ordered))
+    Time Scheduled: scheduled to started; Time Running: started to its end; Percentage of total
+    time: Time Running over the time from the run's first event to its last (to now while open).
+    """
+    client = ctx.client()
+    handle = client.get_handle(workflow_id, run_id)
+    info = handle.describe()
+    events = client.engine.get_history(info.workflow_id, info.run_id)
+    now = time.time() if info.is_open else None
+    rows = profile_rows(events, now)
+    title = f"{info.workflow_id} {info.run_id}: {total_time(events, now):.2f}s in total ({info.status})"
+    emit(rows[:nb_tasks] if nb_tasks else rows, fmt, title=title, header=header, columns=PROFILE_COLUMNS)
 
 
 @workflow_group.command("result")
@@ -216,19 +263,58 @@ def task_rows(events: list[Event]) -> list[dict[str, Any]]:
 @click.argument("run_id", required=False)
 @click.option("--wait", is_flag=True, help="Wait for the execution to close.")
 @click.option("--timeout", type=float, help="With --wait: give up after this many seconds.")
+@click.option("--progress/--no-progress", default=True, show_default=True,
+              help="With --wait: show the tasks done, running and failed on stderr while waiting.")
 @pass_ctx
-def result_cmd(ctx: Context, workflow_id: str, run_id: str | None, wait: bool, timeout: float | None) -> None:
-    """Print the result (JSON) of a closed execution; exit 1 if it failed."""
-    engine = ctx.engine()
-    deadline = None if timeout is None else time.monotonic() + timeout
-    info = engine.describe_execution(workflow_id, run_id)
-    while info.is_open and wait and (deadline is None or time.monotonic() < deadline):
-        time.sleep(0.1)
-        info = engine.describe_execution(workflow_id, info.run_id)
-    if info.is_open:
-        click.echo(f"Error: workflow {workflow_id} is still running (use --wait)", err=True)
+def result_cmd(ctx: Context, workflow_id: str, run_id: str | None, wait: bool, timeout: float | None,
+               progress: bool) -> None:
+    """Print the result (JSON) of a closed execution; exit 1 if it failed.
+
+    A run that continued as new is followed to the last run of its chain. With --wait, a live
+    progress line goes to stderr on a terminal (plain lines when a count changes elsewhere);
+    stdout has only the result.
+    """
+    client = ctx.client()
+    handle = client.get_handle(workflow_id, run_id)
+    try:
+        if wait and progress:
+            info = wait_with_progress(handle, ProgressTracker(client.engine, workflow_id, run_id), timeout)
+        else:
+            info = handle.wait(timeout=timeout if wait else 0)
+    except ResultTimeout:
+        hint = f"after {timeout:g}s" if wait and timeout is not None else "(use --wait)"
+        click.echo(f"Error: workflow {workflow_id} is still running {hint}", err=True)
         sys.exit(1)
-    finish(info, engine.payloads)
+    finish(info, client.engine.payloads)
+
+
+#: Pauses between two looks at an open execution while showing progress: fast first (a short
+#: workflow answers in milliseconds), then no more than a few looks a second.
+FIRST_LOOK, MAX_LOOK = 0.02, 0.25
+
+
+def wait_with_progress(handle: WorkflowHandle, tracker: ProgressTracker, timeout: float | None) -> ExecutionInfo:
+    """`handle.wait(timeout)`, showing the tracker's progress on stderr meanwhile.
+
+    The history says when the chain of runs closed; the engine then gives its last run's info.
+    Raises `ResultTimeout`, as `wait` does, when `timeout` passes first.
+    """
+    deadline = None if timeout is None else time.monotonic() + max(timeout, 0.0)
+    pause = FIRST_LOOK
+    with Progress() as progress:
+        while True:
+            snapshot = tracker.poll()
+            progress.update(snapshot)
+            if snapshot.closed:
+                break
+            left = None if deadline is None else deadline - time.monotonic()
+            if left is not None and left <= 0:
+                break
+            time.sleep(pause if left is None else min(pause, left))
+            pause = min(pause * 2, MAX_LOOK)
+    if snapshot.closed:  # the run the tracker saw close (the last of its chain): answers at once
+        return handle.client.get_handle(handle.workflow_id, tracker.run_id).wait(timeout=MAX_LOOK * 20)
+    return handle.wait(timeout=0)
 
 
 @workflow_group.command("terminate")
@@ -238,8 +324,7 @@ def result_cmd(ctx: Context, workflow_id: str, run_id: str | None, wait: bool, t
 @pass_ctx
 def terminate_cmd(ctx: Context, workflow_id: str, run_id: str | None, reason: str | None) -> None:
     """End an open execution at once."""
-    ctx.engine().terminate_execution(workflow_id, run_id, reason=reason)
-
+    ctx.client().get_handle(workflow_id, run_id).terminate(reason)
 
 
 @workflow_group.command("signal")
@@ -250,9 +335,8 @@ def terminate_cmd(ctx: Context, workflow_id: str, run_id: str | None, reason: st
 @pass_ctx
 def signal_cmd(ctx: Context, workflow_id: str, signal_name: str, input_: str | None, run_id: str | None) -> None:
     """Send signal SIGNAL_NAME to an open execution."""
-    engine = ctx.engine()
-    text = None if input_ is None else engine.payloads.dumps(parse_json(input_, "--input"))
-    engine.signal_execution(workflow_id, run_id, signal_name, text)
+    value = None if input_ is None else parse_json(input_, "--input")
+    ctx.client().get_handle(workflow_id, run_id).signal_value(signal_name, value)
 
 
 @workflow_group.command("cancel")
@@ -261,7 +345,7 @@ def signal_cmd(ctx: Context, workflow_id: str, signal_name: str, input_: str | N
 @pass_ctx
 def cancel_cmd(ctx: Context, workflow_id: str, run_id: str | None) -> None:
     """Ask an open execution to cancel: run() sees CancelledError at its next wait."""
-    ctx.engine().request_cancel_execution(workflow_id, run_id)
+    ctx.client().get_handle(workflow_id, run_id).cancel()
 
 
 @workflow_group.command("query")
@@ -273,7 +357,7 @@ def cancel_cmd(ctx: Context, workflow_id: str, run_id: str | None) -> None:
 def query_cmd(ctx: Context, workflow_id: str, query_name: str, input_: str | None, run_id: str | None) -> None:
     """Call @query method QUERY_NAME on the execution's replayed state; print its JSON answer."""
     args, _ = parse_input(input_)
-    answer = query_workflow(ctx.engine(), workflow_id, run_id, query_name, tuple(args))
+    answer = ctx.client().get_handle(workflow_id, run_id).query(query_name, *args)
     click.echo(sfjson.dumps(answer))
 
 

@@ -27,12 +27,13 @@ from __future__ import annotations
 
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from ..decisions import Decision
 from ..history import Event
+from .limits import TaskListLimits
 
 OPEN = "open"
 CLOSED_STATUSES = ("completed", "failed", "canceled", "terminated", "continued_as_new", "timed_out")
@@ -79,7 +80,7 @@ class ExecutionInfo:
 
 @dataclass(frozen=True)
 class DecisionTask:
-    """A leased decision task with the execution's full history."""
+    """A leased decision task with the execution's history (or its end, see `history_after`)."""
 
     token: str
     workflow_id: str
@@ -89,6 +90,8 @@ class DecisionTask:
     task_list: str
     started_event_id: int
     history: list[Event] = field(default_factory=list)
+    #: The history holds the events after this id (0: all of them; see `poll_decision_task(known=)`).
+    history_after: int = 0
 
 
 @dataclass(frozen=True)
@@ -173,9 +176,21 @@ class Engine(ABC):
 
     @abstractmethod
     def list_executions(
-        self, status: str | None = None, workflow_type: str | None = None, limit: int = 100, offset: int = 0
+        self,
+        status: str | None = None,
+        workflow_type: str | None = None,
+        limit: int = 100,
+        offset: int = 0,
+        tag: str | None = None,
+        started_after: float | None = None,
+        started_before: float | None = None,
     ) -> list[ExecutionInfo]:
-        """Executions, newest first. `status` is `open`, `closed` or one close status."""
+        """Executions, newest first. `status` is `open`, `closed` or one close status.
+
+        `tag` keeps executions started with that tag among theirs; `started_after` and
+        `started_before` (epoch seconds) keep those with `started_after <= start_time <
+        started_before`, a half-open interval so that consecutive windows never overlap.
+        """
 
     @abstractmethod
     def get_history(
@@ -218,11 +233,13 @@ class Engine(ABC):
 
     @abstractmethod
     def poll_decision_task(
-        self, task_list: str, identity: str = "", wait: float = 0.0
+        self, task_list: str, identity: str = "", wait: float = 0.0, known: Mapping[str, int] | None = None
     ) -> DecisionTask | None:
         """Lease the oldest scheduled decision task on `task_list`, waiting up to `wait` seconds.
 
-        Appends `DecisionTaskStarted`. Returns None when nothing came within `wait`.
+        Appends `DecisionTaskStarted`. Returns None when nothing came within `wait`. `known` maps
+        run ids to the last event id the caller already holds: for those runs the task carries
+        only the later events (`history_after` says from where), as a sticky decider needs.
         """
 
     @abstractmethod
@@ -263,6 +280,22 @@ class Engine(ABC):
     @abstractmethod
     def list_activity_tasks(self, workflow_id: str, run_id: str | None = None) -> list[dict[str, Any]]:
         """Open activity tasks of an execution: id, name, state, attempt, times, heartbeat details."""
+
+    # -- limits ----------------------------------------------------------------------------------
+
+    @abstractmethod
+    def set_task_list_limits(self, limits: TaskListLimits) -> None:
+        """Set (replace) the limits of a task list; `poll_activity_task` enforces them from now on:
+        at most `concurrency` of its tasks started and not closed, at most `per_key` of them with
+        one concurrency key, and starts spaced by the rate."""
+
+    @abstractmethod
+    def task_list_limits(self) -> list[TaskListLimits]:
+        """Every task list's limits, by name."""
+
+    @abstractmethod
+    def clear_task_list_limits(self, task_list: str) -> bool:
+        """Remove a task list's limits; False when it had none."""
 
     # -- time ------------------------------------------------------------------------------------
 

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import threading
 import uuid
-from collections.abc import Callable, Sequence
+from collections import Counter
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -41,6 +42,7 @@ from .base import (
     check_reuse,
     decision_retry_delay,
 )
+from .limits import TaskListLimits, refill
 
 
 @dataclass
@@ -115,6 +117,9 @@ class MemoryEngine(Engine):
             tuple[str, str], tuple[int, float]
         ] = {}  # (run_id, timer_id) -> (event id, fire at)
         self._seq = 0
+        self._limits: dict[str, TaskListLimits] = {}
+        self._buckets: dict[str, tuple[float, float]] = {}  # task list -> (tokens, refreshed)
+        self._retry_at: float | None = None
 
     # -- helpers ---------------------------------------------------------------------------------
 
@@ -231,12 +236,15 @@ class MemoryEngine(Engine):
         with self._cond:
             while True:
                 self._fire_due_locked()
+                self._retry_at = None
                 found = claim()
                 if found is not None or wait <= 0:
                     return found
                 remaining = deadline - self.clock()
                 if remaining <= 0:
                     return None
+                if self._retry_at is not None:  # a rate limit said when the next start may be
+                    remaining = min(remaining, max(self._retry_at - self.clock(), 0.0005))
                 due = self._next_due_locked()
                 if due is not None:
                     remaining = min(remaining, max(due - self.clock(), 0.001))
@@ -310,7 +318,14 @@ class MemoryEngine(Engine):
             return self._info(self._find(workflow_id, run_id))
 
     def list_executions(
-        self, status: str | None = None, workflow_type: str | None = None, limit: int = 100, offset: int = 0
+        self,
+        status: str | None = None,
+        workflow_type: str | None = None,
+        limit: int = 100,
+        offset: int = 0,
+        tag: str | None = None,
+        started_after: float | None = None,
+        started_before: float | None = None,
     ) -> list[ExecutionInfo]:
         with self._cond:
             runs = sorted(self._runs.values(), key=lambda e: e.seq, reverse=True)
@@ -320,6 +335,12 @@ class MemoryEngine(Engine):
                 runs = [e for e in runs if e.status == status]
             if workflow_type:
                 runs = [e for e in runs if e.workflow_type == workflow_type]
+            if tag is not None:
+                runs = [e for e in runs if tag in e.tags]
+            if started_after is not None:
+                runs = [e for e in runs if e.start_time >= started_after]
+            if started_before is not None:
+                runs = [e for e in runs if e.start_time < started_before]
             return [self._info(e) for e in runs[offset : offset + limit]]
 
     def get_history(
@@ -363,7 +384,7 @@ class MemoryEngine(Engine):
     # -- decision tasks --------------------------------------------------------------------------
 
     def poll_decision_task(
-        self, task_list: str, identity: str = "", wait: float = 0.0
+        self, task_list: str, identity: str = "", wait: float = 0.0, known: Mapping[str, int] | None = None
     ) -> DecisionTask | None:
         def claim() -> DecisionTask | None:
             now = self.clock()
@@ -389,6 +410,7 @@ class MemoryEngine(Engine):
             ex.decision_started_id = started
             ex.decision_lease = now + ex.decision_timeout
             ex.decision_token = f"{ex.run_id}/{started}/{uuid.uuid4().hex[:8]}"
+            after = min((known or {}).get(ex.run_id, 0), started - 1)
             return DecisionTask(
                 ex.decision_token,
                 ex.workflow_id,
@@ -397,7 +419,8 @@ class MemoryEngine(Engine):
                 ex.version,
                 ex.task_list,
                 started,
-                list(ex.events),
+                ex.events[after:],
+                after,
             )
 
         return self._wait_for(claim, wait)
@@ -451,6 +474,7 @@ class MemoryEngine(Engine):
                     startToCloseTimeout=d.start_to_close_timeout,
                     scheduleToCloseTimeout=d.schedule_to_close_timeout,
                     heartbeatTimeout=d.heartbeat_timeout,
+                    concurrencyKey=d.concurrency_key,
                     decisionTaskCompletedEventId=completed,
                 )
                 self._activities[(ex.run_id, eid)] = _Activity(ex.run_id, d, eid, now, self._next_seq())
@@ -694,9 +718,15 @@ class MemoryEngine(Engine):
             ready = [
                 a for a in self._activities.values() if a.token is None and a.decision.task_list == task_list
             ]
+            limits = self._limits.get(task_list)
+            if ready and limits is not None:
+                ready = self._within_limits(limits, ready)
             if not ready:
                 return None
             act = min(ready, key=lambda a: (-a.decision.priority, a.seq))
+            if limits is not None and limits.interval:
+                tokens, _ = self._buckets[task_list]
+                self._buckets[task_list] = (tokens - 1.0, self.clock())
             ex = self._runs[act.run_id]
             act.started_event_id = self._append(
                 ex,
@@ -724,6 +754,41 @@ class MemoryEngine(Engine):
             )
 
         return self._wait_for(claim, wait)
+
+    def _within_limits(self, limits: TaskListLimits, ready: list[_Activity]) -> list[_Activity]:
+        """The ready tasks that may start now under `limits` (none when a limit is reached)."""
+        running = [a for a in self._activities.values() if a.token is not None and a.decision.task_list == limits.task_list]
+        if limits.concurrency is not None and len(running) >= limits.concurrency:
+            return []
+        now = self.clock()
+        tokens = refill(*self._buckets.get(limits.task_list, (1.0, 0.0)), now, limits)
+        self._buckets[limits.task_list] = (tokens, now)
+        if tokens < 1.0:
+            self._retry_at = now + (1.0 - tokens) * (limits.interval or 0.0)
+            return []
+        if limits.per_key is None:
+            return ready
+        counts = Counter(a.decision.concurrency_key for a in running)
+        return [a for a in ready if a.decision.concurrency_key is None or counts[a.decision.concurrency_key] < limits.per_key]
+
+    # -- limits ----------------------------------------------------------------------------------
+
+    def set_task_list_limits(self, limits: TaskListLimits) -> None:
+        with self._cond:
+            self._limits[limits.task_list] = limits
+            self._buckets.setdefault(limits.task_list, (1.0, self.clock()))
+            self._cond.notify_all()
+
+    def task_list_limits(self) -> list[TaskListLimits]:
+        with self._cond:
+            return [self._limits[k] for k in sorted(self._limits)]
+
+    def clear_task_list_limits(self, task_list: str) -> bool:
+        with self._cond:
+            self._buckets.pop(task_list, None)
+            found = self._limits.pop(task_list, None) is not None
+            self._cond.notify_all()
+            return found
 
     def _activity_owner(self, token: str) -> _Activity:
         self._fire_due_locked()  # a lease that ran out is fired first, so its token is rejected

@@ -69,6 +69,7 @@ POSTGRES_DIALECT = Dialect(
     lock=" FOR UPDATE",
     claim=" FOR UPDATE SKIP LOCKED",
     returning=True,
+    tag_match="steadyflow_executions.tags::jsonb @> jsonb_build_array(?::text)",
     fire_in_lease=False,
 )
 

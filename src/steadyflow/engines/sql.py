@@ -32,7 +32,7 @@ import threading
 import time
 import uuid
 from abc import abstractmethod
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from .. import history as h
@@ -69,6 +69,7 @@ from .base import (
     check_reuse,
     decision_retry_delay,
 )
+from .limits import TaskListLimits, refill
 from .sql_links import LinksMixin
 from .sql_schema import (  # noqa: F401 - re-exported: the shared SQL is part of this module's API
     APPLICATION,
@@ -99,6 +100,10 @@ DECISION, ACTIVITY = "decision", "activity"
 
 Row = Any  # a row readable by column name and by position
 Conn = Any  # a DB-API connection with `execute(sql, params)` returning a cursor
+
+
+def _limits(row: Row) -> TaskListLimits:
+    return TaskListLimits(row["task_list"], row["concurrency"], row["rate_count"], row["rate_period"], row["per_key"])
 
 
 def _deadline(
@@ -287,7 +292,7 @@ class SQLEngine(LinksMixin, SchemaMigrations, Engine):
         if until is None:
             rows = conn.execute(self._sql("events"), (execution, after))
         else:
-            rows = conn.execute(self._sql("events_until"), (execution, until))
+            rows = conn.execute(self._sql("events_between"), (execution, after, until))
         return [h.Event(r[0], r[1], r[2], json.loads(r[3])) for r in rows]
 
     @staticmethod
@@ -315,6 +320,7 @@ class SQLEngine(LinksMixin, SchemaMigrations, Engine):
         while True:
             token = self._wake_token(kind, task_list)
             self.fire_due()
+            self._tx.retry_at = None
             if peek():
                 found = self._run(claim, durable=False)  # a lost claim: the task is handed out again
                 if found is not None:
@@ -326,6 +332,8 @@ class SQLEngine(LinksMixin, SchemaMigrations, Engine):
             if remaining <= 0:
                 return None
             pause = min(self._pause(attempt), remaining)
+            if getattr(self._tx, "retry_at", None) is not None:  # a rate limit said when to look again
+                pause = min(pause, max(self._tx.retry_at - now, 0.0005))
             due = self.next_due()
             if due is not None and due > now:
                 pause = min(pause, due - now)
@@ -423,9 +431,17 @@ class SQLEngine(LinksMixin, SchemaMigrations, Engine):
         return self._run(lambda conn: self._info(self._find(conn, workflow_id, run_id)), write=False)
 
     def list_executions(
-        self, status: str | None = None, workflow_type: str | None = None, limit: int = 100, offset: int = 0
+        self,
+        status: str | None = None,
+        workflow_type: str | None = None,
+        limit: int = 100,
+        offset: int = 0,
+        tag: str | None = None,
+        started_after: float | None = None,
+        started_before: float | None = None,
     ) -> list[ExecutionInfo]:
-        clauses, params = [], []
+        clauses: list[str] = []
+        params: list[Any] = []
         if status == "closed":
             clauses.append("status <> 'open'")
         elif status:
@@ -434,6 +450,15 @@ class SQLEngine(LinksMixin, SchemaMigrations, Engine):
         if workflow_type:
             clauses.append("workflow_type = ?")
             params.append(workflow_type)
+        if tag is not None:
+            clauses.append(self.dialect.tag_match)
+            params.append(tag)
+        if started_after is not None:
+            clauses.append("start_time >= ?")
+            params.append(float(started_after))
+        if started_before is not None:
+            clauses.append("start_time < ?")
+            params.append(float(started_before))
         sql = self._placeholders(
             SQL["list"].format(where="WHERE " + " AND ".join(clauses) if clauses else "")
         )
@@ -479,7 +504,7 @@ class SQLEngine(LinksMixin, SchemaMigrations, Engine):
     # -- decision tasks --------------------------------------------------------------------------
 
     def poll_decision_task(
-        self, task_list: str, identity: str = "", wait: float = 0.0
+        self, task_list: str, identity: str = "", wait: float = 0.0, known: Mapping[str, int] | None = None
     ) -> DecisionTask | None:
         def peek() -> bool:
             return self._query_one(self._sql("ready_decision"), (task_list, self.clock())) is not None
@@ -509,10 +534,11 @@ class SQLEngine(LinksMixin, SchemaMigrations, Engine):
         # Events up to `started` never change: read them after the claim's commit, so that the
         # execution row is not locked (and writers not kept waiting) while a long history is read.
         execution, task = found
+        after = min((known or {}).get(task.run_id, 0), task.started_event_id - 1)
         history = self._run(
-            lambda conn: self._history(conn, execution, until=task.started_event_id), write=False
+            lambda conn: self._history(conn, execution, after, until=task.started_event_id), write=False
         )
-        return dataclasses.replace(task, history=history)
+        return dataclasses.replace(task, history=history, history_after=after)
 
     def complete_decision_task(
         self, token: str, decisions: Sequence[Decision], execution_context: str | None = None
@@ -547,6 +573,7 @@ class SQLEngine(LinksMixin, SchemaMigrations, Engine):
                 startToCloseTimeout=d.start_to_close_timeout,
                 scheduleToCloseTimeout=d.schedule_to_close_timeout,
                 heartbeatTimeout=d.heartbeat_timeout,
+                concurrencyKey=d.concurrency_key,
             )
             timeouts = [getattr(d, k) for k in _TIMEOUTS]
             row = (
@@ -561,7 +588,7 @@ class SQLEngine(LinksMixin, SchemaMigrations, Engine):
                 d.priority,
             )
             deadline = activity_deadline(now, None, None, *timeouts)
-            conn.execute(self._sql("insert_activity"), (*row, *timeouts, now, *deadline))
+            conn.execute(self._sql("insert_activity"), (*row, *timeouts, now, *deadline, d.concurrency_key))
             self._note(ACTIVITY, d.task_list)
         elif isinstance(d, StartTimer):
             if conn.execute(self._sql("timer"), (execution, d.timer_id)).fetchone() is not None:
@@ -616,6 +643,9 @@ class SQLEngine(LinksMixin, SchemaMigrations, Engine):
             return self._query_one(self._sql("peek_activity"), (task_list,)) is not None
 
         def claim(conn: Conn) -> ActivityTask | None:
+            row = conn.execute(self._sql("limits_of", "lock"), (task_list,)).fetchone()
+            if row is not None:
+                return self._claim_limited(conn, _limits(row), row, identity)
             act = conn.execute(self._sql("ready_activity", "claim"), (task_list,)).fetchone()
             if act is None and self.dialect.claim:  # every ready one's execution is busy: wait for one
                 first = conn.execute(self._sql("peek_activity"), (task_list,)).fetchone()
@@ -623,21 +653,63 @@ class SQLEngine(LinksMixin, SchemaMigrations, Engine):
                     conn.execute(self._sql("lock_execution", "lock"), (first["execution"],))
                     of = (task_list, first["execution"])
                     act = conn.execute(self._sql("ready_activity_of", "claim"), of).fetchone()
-            if act is None:
-                return None
-            self._tx.event_ids[act["execution"]] = act["last_event_id_of_execution"]
-            sched = act["scheduled_event_id"]
-            attrs = {"scheduledEventId": sched, "identity": identity or None}
-            started = self._append(conn, act["execution"], h.ACTIVITY_TASK_STARTED, **attrs)
-            now = self.clock()
-            token = f"{act['run_id']}/{sched}/{uuid.uuid4().hex[:8]}"
-            conn.execute(
-                self._sql("start_activity"), (token, started, now, *_deadline(act, now, None), act["id"])
-            )
-            fields = {k: act[k] for k in _TASK_FIELDS}
-            return ActivityTask(token, **fields, scheduled_event_id=sched, started_event_id=started)
+            return self._start_activity(conn, act, identity) if act is not None else None
 
         return self._poll(ACTIVITY, task_list, peek, claim, wait)
+
+    def _start_activity(self, conn: Conn, act: Row, identity: str) -> ActivityTask:
+        self._tx.event_ids[act["execution"]] = act["last_event_id_of_execution"]
+        sched = act["scheduled_event_id"]
+        attrs = {"scheduledEventId": sched, "identity": identity or None}
+        started = self._append(conn, act["execution"], h.ACTIVITY_TASK_STARTED, **attrs)
+        now = self.clock()
+        token = f"{act['run_id']}/{sched}/{uuid.uuid4().hex[:8]}"
+        conn.execute(self._sql("start_activity"), (token, started, now, *_deadline(act, now, None), act["id"]))
+        fields = {k: act[k] for k in _TASK_FIELDS}
+        return ActivityTask(token, **fields, scheduled_event_id=sched, started_event_id=started)
+
+    def _claim_limited(self, conn: Conn, limits: TaskListLimits, row: Row, identity: str) -> ActivityTask | None:
+        """A claim on a limited task list: its limits row is locked, so claims of this task list
+        take turns and the counts below cannot be raced past."""
+        task_list, now = limits.task_list, self.clock()
+        if limits.concurrency is not None:
+            if conn.execute(self._sql("running_on"), (task_list,)).fetchone()[0] >= limits.concurrency:
+                return None
+        tokens = refill(row["tokens"], row["refreshed"], now, limits)
+        if tokens < 1.0:
+            self._tx.retry_at = now + (1.0 - tokens) * (limits.interval or 0.0)
+            return None
+        per_key = limits.per_key if limits.per_key is not None else 2**31 - 1
+        act = conn.execute(self._sql("ready_activity_keyed", "claim"), (task_list, per_key)).fetchone()
+        if act is None:
+            return None
+        conn.execute(self._sql("spend_token"), (tokens - 1.0 if limits.interval else 1.0, now, task_list))
+        return self._start_activity(conn, act, identity)
+
+    # -- limits ----------------------------------------------------------------------------------
+
+    def set_task_list_limits(self, limits: TaskListLimits) -> None:
+        params = (limits.concurrency, limits.rate_count, limits.rate_period, limits.per_key)
+
+        def put(conn: Conn) -> None:
+            if conn.execute(self._sql("limits_of", "lock"), (limits.task_list,)).fetchone() is None:
+                conn.execute(self._sql("insert_limits"), (limits.task_list, *params, self.clock()))
+            else:
+                conn.execute(self._sql("update_limits"), (*params, limits.task_list))
+
+        self._run(put)
+
+    def task_list_limits(self) -> list[TaskListLimits]:
+        return self._run(lambda conn: [_limits(r) for r in conn.execute(self._sql("all_limits"))], write=False)
+
+    def clear_task_list_limits(self, task_list: str) -> bool:
+        def drop(conn: Conn) -> bool:
+            if conn.execute(self._sql("limits_of", "lock"), (task_list,)).fetchone() is None:
+                return False
+            conn.execute(self._sql("delete_limits"), (task_list,))
+            return True
+
+        return bool(self._run(drop))
 
     def heartbeat_activity_task(self, token: str, details: str | None = None) -> bool:
         def beat(conn: Conn, found: tuple[Row, Row]) -> bool:

@@ -109,11 +109,22 @@ SCHEDULES = (
     "CREATE INDEX steadyflow_schedules_due ON steadyflow_schedules (next_slot)",
 )
 
+#: Version 5: concurrency and rate limits per task list, and the per-key concurrency key of a task.
+LIMITS = (
+    """CREATE TABLE steadyflow_limits (
+        task_list TEXT PRIMARY KEY, concurrency INTEGER, rate_count INTEGER, rate_period {real},
+        per_key INTEGER, tokens {real} NOT NULL DEFAULT 1, refreshed {real} NOT NULL DEFAULT 0)""",
+    "ALTER TABLE steadyflow_activity_tasks ADD COLUMN concurrency_key TEXT",
+    """CREATE INDEX steadyflow_activity_running_key ON steadyflow_activity_tasks (task_list, concurrency_key)
+        WHERE token IS NOT NULL""",
+)
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "executions, events, activity tasks, timers", SCHEMA),
     Migration(2, "child workflows and cancellation requests", LINKS),
     Migration(3, "blobs and state data", DATA),
     Migration(4, "schedules", SCHEDULES),
+    Migration(5, "task list limits", LIMITS),
 )
 SCHEMA_VERSION = MIGRATIONS[-1].version
 
@@ -150,8 +161,8 @@ SQL = {
         VALUES (?, ?, ?, ?, ?)""",
     "events": """SELECT event_id, event_type, timestamp, attributes FROM steadyflow_events
         WHERE execution = ? AND event_id > ? ORDER BY event_id""",
-    "events_until": """SELECT event_id, event_type, timestamp, attributes FROM steadyflow_events
-        WHERE execution = ? AND event_id <= ? ORDER BY event_id""",
+    "events_between": """SELECT event_id, event_type, timestamp, attributes FROM steadyflow_events
+        WHERE execution = ? AND event_id > ? AND event_id <= ? ORDER BY event_id""",
     "close": f"""UPDATE steadyflow_executions SET status = ?, close_time = ?, result = ?, close_reason = ?,
         close_details = ?, decision_scheduled_id = NULL, {_LEASE} WHERE id = ?""",
     "drop_activities": "DELETE FROM steadyflow_activity_tasks WHERE execution = ?",
@@ -180,8 +191,24 @@ SQL = {
     # activity tasks
     "insert_activity": """INSERT INTO steadyflow_activity_tasks (execution, scheduled_event_id, activity_id,
         name, version, task_list, input, control, priority, schedule_to_start_timeout, start_to_close_timeout,
-        schedule_to_close_timeout, heartbeat_timeout, scheduled_at, deadline, deadline_kind)
-        VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
+        schedule_to_close_timeout, heartbeat_timeout, scheduled_at, deadline, deadline_kind, concurrency_key)
+        VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
+    # limits (read and updated by the claim under the row's lock, so claims of a task list queue up)
+    "limits_of": "SELECT * FROM steadyflow_limits WHERE task_list = ?",
+    "all_limits": "SELECT * FROM steadyflow_limits ORDER BY task_list",
+    "insert_limits": """INSERT INTO steadyflow_limits (task_list, concurrency, rate_count, rate_period, per_key,
+        tokens, refreshed) VALUES (?, ?, ?, ?, ?, 1, ?)""",
+    "update_limits": """UPDATE steadyflow_limits SET concurrency = ?, rate_count = ?, rate_period = ?, per_key = ?
+        WHERE task_list = ?""",
+    "delete_limits": "DELETE FROM steadyflow_limits WHERE task_list = ?",
+    "spend_token": "UPDATE steadyflow_limits SET tokens = ?, refreshed = ? WHERE task_list = ?",
+    "running_on": "SELECT COUNT(*) FROM steadyflow_activity_tasks WHERE task_list = ? AND token IS NOT NULL",
+    "ready_activity_keyed": """SELECT a.*, e.workflow_id, e.run_id, e.last_event_id AS last_event_id_of_execution
+        FROM steadyflow_activity_tasks a
+        JOIN steadyflow_executions e ON e.id = a.execution WHERE a.task_list = ? AND a.token IS NULL
+        AND (a.concurrency_key IS NULL OR (SELECT COUNT(*) FROM steadyflow_activity_tasks b
+            WHERE b.task_list = a.task_list AND b.concurrency_key = a.concurrency_key AND b.token IS NOT NULL) < ?)
+        ORDER BY a.priority DESC, a.id LIMIT 1""",
     "peek_activity": """SELECT execution FROM steadyflow_activity_tasks WHERE task_list = ? AND token IS NULL
         ORDER BY priority DESC, id LIMIT 1""",
     "ready_activity": """SELECT a.*, e.workflow_id, e.run_id, e.last_event_id AS last_event_id_of_execution
@@ -235,6 +262,10 @@ class Dialect:
     #: True to fire due timers inside the transaction that checks a token (one writer at a time);
     #: False to fire them in transactions of their own when a token's lease is found expired.
     fire_in_lease: bool = True
+    #: A condition on `steadyflow_executions` true when its `tags` (a JSON list) hold the tag
+    #: given as the one `?` parameter. Exact element match: a substring test on the JSON text
+    #: would mistake `", "` for a tag.
+    tag_match: str = "EXISTS (SELECT 1 FROM json_each(steadyflow_executions.tags) AS t WHERE t.value = ?)"
 
 
 Conn = Any  # a DB-API connection

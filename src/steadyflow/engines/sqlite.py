@@ -21,6 +21,7 @@ from typing import Any
 
 from ..errors import ConfigError, EngineError, EngineUnavailable
 from .sql import APPLICATION, MIGRATIONS, SCHEMA, SCHEMA_VERSION, SQL, Dialect, SQLEngine
+from .wake import WakeChannel
 
 __all__ = ["APPLICATION", "MIGRATIONS", "SCHEMA", "SCHEMA_VERSION", "SQL", "SQLITE_DIALECT", "SQLiteEngine"]
 
@@ -45,7 +46,7 @@ _MESSAGES = {
     "database disk image is malformed": "SQLITE_CORRUPT",
 }
 _SYNCHRONOUS = ("OFF", "NORMAL", "FULL", "EXTRA")
-_FIRST_BACKOFF, _MAX_BACKOFF = 0.002, 0.05
+_FIRST_BACKOFF, _MAX_BACKOFF, _CHANNEL_BACKOFF = 0.002, 0.05, 1.0
 
 
 def _error_name(exc: sqlite3.Error) -> str:
@@ -65,6 +66,7 @@ class SQLiteEngine(SQLEngine):
         clock: Callable[[], float] | None = None,
         synchronous: str = "NORMAL",
         prepare: bool = True,
+        wake_channel: bool = True,
     ) -> None:
         super().__init__(clock)
         self.path = os.fspath(path)
@@ -80,6 +82,8 @@ class SQLiteEngine(SQLEngine):
         # decider and a worker in one process (standalone, tests) hand over without sleeping.
         self._wake = threading.Condition()
         self._commits = 0
+        # Wakes pollers in other processes when a commit made work ready (see `wake`).
+        self._channel = WakeChannel(self.path) if WakeChannel.available and wake_channel else None
         self._conns: list[tuple[threading.Thread, sqlite3.Connection, int]] = []  # thread, connection, pid
         self._generation = 0
         parent = os.path.dirname(os.path.abspath(self.path))
@@ -155,6 +159,7 @@ class SQLiteEngine(SQLEngine):
         with self._guard():
             conn = self._conn()
             conn.execute(_BEGIN[write])
+            self._tx.made_work = False
             try:
                 yield conn
                 conn.execute("COMMIT")
@@ -166,6 +171,8 @@ class SQLiteEngine(SQLEngine):
                 with self._wake:
                     self._commits += 1
                     self._wake.notify_all()
+                if self._tx.made_work and self._channel is not None:
+                    self._channel.notify()
 
     def _run(
         self,
@@ -191,16 +198,27 @@ class SQLiteEngine(SQLEngine):
     def _wake_token(self, kind: str, task_list: str) -> int:
         return self._commits
 
+    def _note(self, kind: str, task_list: str) -> None:
+        self._tx.made_work = True
+
     def _wait_for_wake(self, kind: str, task_list: str, token: Any, timeout: float) -> None:
+        if self._channel is not None:
+            if self._commits == token:  # every process's new work arrives through the channel
+                self._channel.wait(timeout)
+            return
         with self._wake:
             if self._commits == token:  # nothing committed here since the peek: wait for news
                 self._wake.wait(timeout)
 
     def _pause(self, attempt: int) -> float:
-        """Other processes' commits are only seen by looking: back off from 2 ms to 50 ms."""
-        return min(_FIRST_BACKOFF * 2**attempt, _MAX_BACKOFF)
+        """How long an idle poller waits before it looks again by itself: with the wake channel,
+        up to a second (wake-ups bring new work sooner); without it, 2 ms growing to 50 ms."""
+        ceiling = _CHANNEL_BACKOFF if self._channel is not None else _MAX_BACKOFF
+        return min(_FIRST_BACKOFF * 2**attempt, ceiling)
 
     def close(self) -> None:
+        if self._channel is not None:
+            self._channel.close()
         with self._lock:
             conns, self._conns = self._conns, []
             self._generation += 1

@@ -48,8 +48,8 @@ DEFAULT_MAX_SIZE = 2 * 1024**3
 DEFAULT_CACHE_SIZE = 512 * 1024**2
 
 
-#: A serialized payload: text, bytes, or JSON text in pieces (see `sfjson.pieces`).
-Raw = str | bytes | list
+#: A serialized payload: text, bytes, or canonical JSON in pieces (see `sfjson.Pieces`).
+Raw = str | bytes | sfjson.Pieces
 
 
 class PayloadEncrypted(PayloadError):
@@ -180,7 +180,7 @@ class Payloads:
         if self.encryption is not None:
             codecs.append(self.encryption)
         if serializer == "json" and not codecs and size <= self.inline_limit:
-            return text if text is not None else "".join(raw)  # type: ignore[arg-type]
+            return text if text is not None else str(raw)
         encoding = "+".join([serializer] + [c.name for c in codecs])
         stream: Iterator[bytes] = _chunks(raw)
         for codec in codecs:
@@ -438,7 +438,7 @@ def _open_form(text: str) -> tuple[str, str | bytes]:
 
 
 def _chunks(raw: Raw) -> Iterator[bytes]:
-    if isinstance(raw, list):
+    if isinstance(raw, sfjson.Pieces):
         for piece in raw:
             yield from _chunks(piece)
         return
@@ -453,16 +453,16 @@ def _chunks(raw: Raw) -> Iterator[bytes]:
 
 
 def _size(raw: Raw) -> int:
-    if isinstance(raw, list):
-        return sum(_size(piece) for piece in raw)
+    if isinstance(raw, sfjson.Pieces):
+        return sum(len(piece) for piece in raw)  # ASCII: characters are bytes
     if isinstance(raw, bytes) or raw.isascii():
         return len(raw)
     return sum(len(c) for c in _chunks(raw))
 
 
 def _as_bytes(raw: Raw) -> bytes:
-    if isinstance(raw, list):
-        return "".join(raw).encode("utf-8")
+    if isinstance(raw, sfjson.Pieces):
+        return str(raw).encode("ascii")
     return raw if isinstance(raw, bytes) else raw.encode("utf-8")
 
 

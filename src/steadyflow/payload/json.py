@@ -21,9 +21,29 @@ _CANONICAL = _json.JSONEncoder(sort_keys=True, separators=(",", ":"))
 _BIG = 1 << 20
 
 
-def pieces(value: Any) -> list[str]:
-    """The canonical encoding in pieces, not joined: a 50 MB string is held once more (escaped,
-    in 1 MiB slices) rather than three times (escaped, accumulated, joined) while it is written."""
+class Pieces:
+    """A canonical encoding not yet joined, re-iterable: long strings are escaped slice by slice
+    each time it is iterated, so a 50 MB string is never held a second time (escaped) while it
+    is measured, hashed, compressed and written. Every piece is ASCII."""
+
+    def __init__(self, parts: list[Any]) -> None:
+        self._parts = parts  # str fragments and, as 1-tuples, the long strings
+
+    def __iter__(self) -> Any:
+        for part in self._parts:
+            if isinstance(part, str):
+                yield part
+                continue
+            string = part[0]
+            for start in range(0, len(string), _BIG):
+                yield encode_basestring_ascii(string[start:start + _BIG])[1:-1]
+
+    def __str__(self) -> str:
+        return "".join(self)
+
+
+def pieces(value: Any) -> Pieces:
+    """The canonical encoding of `value`, in pieces (see `Pieces`)."""
     try:
         native = to_native(value)
         big: list[str] = []
@@ -33,17 +53,12 @@ def pieces(value: Any) -> list[str]:
         text = _CANONICAL.encode(native)
     except (TypeError, ValueError, RecursionError) as exc:
         raise PayloadError(str(exc)) from exc
-    if not big:
-        return [text]
-    out: list[str] = []
+    parts: list[Any] = []
     for i, string in enumerate(big):
         before, _, text = text.partition(_CANONICAL.encode(f"\0{token}:{i}\0"))
-        out.append(before + '"')
-        for start in range(0, len(string), _BIG):
-            out.append(encode_basestring_ascii(string[start:start + _BIG])[1:-1])
-        out.append('"')
-    out.append(text)
-    return out
+        parts += [before + '"', (string,), '"']
+    parts.append(text)
+    return Pieces(parts)
 
 
 def _has_big(native: Any) -> bool:
@@ -71,7 +86,7 @@ def _swap_big(native: Any, big: list[str], token: str) -> Any:
 def dumps(value: Any, pretty: bool = False) -> str:
     """Encode canonically; raise `PayloadError` naming the type that JSON cannot hold."""
     if not pretty:
-        return "".join(pieces(value))
+        return str(pieces(value))
     try:
         return _json.dumps(to_native(value), sort_keys=True, indent=4)
     except (TypeError, ValueError, RecursionError) as exc:

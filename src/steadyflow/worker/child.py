@@ -1,10 +1,14 @@
 """The child side of the worker pool: a process that runs the activity tasks its supervisor hands it.
 
-Messages on the pipe (tuples, first item the kind):
+Messages on the pipe (tuples, first item the kind; `token` is the task's lease token):
 
-- child -> supervisor: `("ready", pid)`, `("heartbeat", details_json)`,
-  `("outcome", ok, result, reason, details, resident_bytes)`
-- supervisor -> child: `("task", task_dict, alarm_timeout)`, `("cancel",)`, `("stop",)`
+- child -> supervisor: `("ready", pid)`, `("heartbeat", details_json, token)`,
+  `("started", token)` (a child with `async_concurrency` > 1 only: the task begins now),
+  `("outcome", ok, result, reason, details, resident_bytes, token)`
+- supervisor -> child: `("task", task_dict, alarm_timeout)`, `("cancel", token)`, `("stop",)`
+
+A child runs one task at a time, unless `async_concurrency` > 1: then `aio.py` serves it, running
+up to that many tasks at once (`async def` activities on an event loop, the others one by one).
 
 A child leads its own process group, so a hard timeout can kill what the task started too (a
 program run by `steadyflow.execute`); a side effect is that a terminal's Ctrl-C or Ctrl-Z reaches
@@ -30,6 +34,7 @@ from multiprocessing.connection import Connection
 from multiprocessing.connection import wait as wait_ready
 from typing import Any
 
+from .. import logs
 from ..errors import PayloadError
 from ..payload import json as sfjson
 from .runner import Outcome, TaskHandler, run_task
@@ -50,6 +55,8 @@ class ChildConfig:
     payloads: Any = None
     #: The engine's URL, opened in the child only when a task needs it (stop_execution, state data).
     engine_url: str | None = None
+    #: Tasks the supervisor may hand this child at once (`async def` activities run concurrently).
+    async_concurrency: int = 1
 
 
 def resident_bytes() -> int | None:
@@ -80,10 +87,28 @@ def _die_with_parent() -> None:
         return
 
     def watch() -> None:  # also catches a supervisor that died before prctl above
+        # SIGALRM (a task's alarm) is for the main thread: left unblocked here, the kernel could
+        # deliver it to this thread while the main thread holds it off around a pipe write.
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGALRM})
         wait_ready([parent.sentinel])
         os._exit(1)
 
     threading.Thread(target=watch, name="steadyflow-parent-watch", daemon=True).start()
+
+
+def heartbeat_text(details: Any, task: dict[str, Any], payloads: Any = None) -> str | None:
+    """Heartbeat details as the JSON text sent to the supervisor (sealed when payloads encrypt);
+    None when there are none or they cannot be encoded (logged)."""
+    if details is None:
+        return None
+    try:
+        text = sfjson.dumps(details)
+        if payloads is not None and payloads.encryption is not None:  # no plaintext at rest
+            text = payloads.seal(text)
+        return text
+    except PayloadError as exc:
+        log.warning("heartbeat details of %s are not JSON-serialisable; not sent: %s", task["name"], exc)
+        return None
 
 
 def _heartbeat_sender(conn: Connection, task: dict[str, Any], payloads: Any = None) -> Any:
@@ -93,20 +118,13 @@ def _heartbeat_sender(conn: Connection, task: dict[str, Any], payloads: Any = No
     in_main = threading.current_thread() is threading.main_thread()
 
     def send_heartbeat(details: Any) -> bool:
-        text: str | None = None
-        if details is not None:
-            try:
-                text = sfjson.dumps(details)
-                if payloads is not None and payloads.encryption is not None:  # no plaintext at rest
-                    text = payloads.seal(text)
-            except PayloadError as exc:
-                log.warning("heartbeat details of %s are not JSON-serialisable; not sent: %s", task["name"], exc)
+        text = heartbeat_text(details, task, payloads)
         # The alarm must not interrupt a half-written message: hold SIGALRM until the pipe is done.
         if in_main:
             signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGALRM})
         try:
             if text is not None and text != state["last"]:
-                conn.send(("heartbeat", text))
+                conn.send(("heartbeat", text, task.get("token")))
                 state["last"] = text
             while conn.poll():
                 if conn.recv()[0] == "cancel":
@@ -123,16 +141,18 @@ def _heartbeat_sender(conn: Connection, task: dict[str, Any], payloads: Any = No
 
 def _lazy_engine(url: str | None) -> Callable[[], Any] | None:
     """Opens the engine on first use only: most tasks never need it, and a connection pool per
-    child would cost every worker process."""
+    child would cost every worker process. Once per process, whichever thread asks first."""
     if url is None:
         return None
     opened: list[Any] = []
+    lock = threading.Lock()
 
     def engine() -> Any:
-        if not opened:
-            from ..engines import open_engine
+        with lock:
+            if not opened:
+                from ..engines import open_engine
 
-            opened.append(open_engine(url))
+                opened.append(open_engine(url))
         return opened[0]
 
     return engine
@@ -149,7 +169,7 @@ def child_main(conn: Connection, config: ChildConfig) -> None:
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     _die_with_parent()
     if config.log_level is not None and not logging.getLogger().handlers:
-        logging.basicConfig(level=config.log_level, format=LOG_FORMAT, stream=sys.stderr)
+        logs.configure(config.log_level)  # the format (text or JSON) comes from the environment
     try:
         for name in config.modules:
             importlib.import_module(name)
@@ -161,6 +181,11 @@ def child_main(conn: Connection, config: ChildConfig) -> None:
                 raise SystemExit(4) from None
         engine = _lazy_engine(config.engine_url)
         conn.send(("ready", os.getpid()))
+        if config.async_concurrency > 1:
+            from .aio import ConcurrentChild  # imports this module: not at the top
+
+            ConcurrentChild(conn, config, engine).serve()
+            return
         while True:
             try:
                 msg = conn.recv()
@@ -170,7 +195,8 @@ def child_main(conn: Connection, config: ChildConfig) -> None:
                 task, alarm_timeout = msg[1], msg[2]
                 outcome: Outcome = run_task(task, _heartbeat_sender(conn, task, config.payloads), config.modules, config.handlers,
                                             alarm_timeout, config.payloads, engine)
-                conn.send(("outcome", outcome.ok, outcome.result, outcome.reason, outcome.details, resident_bytes()))
+                conn.send(("outcome", outcome.ok, outcome.result, outcome.reason, outcome.details, resident_bytes(),
+                           task.get("token")))
             elif msg[0] == "stop":
                 return
             # A "cancel" for a task that already finished needs nothing.
@@ -180,4 +206,4 @@ def child_main(conn: Connection, config: ChildConfig) -> None:
         conn.close()
 
 
-__all__ = ["LOG_FORMAT", "ChildConfig", "child_main", "resident_bytes"]
+__all__ = ["LOG_FORMAT", "ChildConfig", "child_main", "heartbeat_text", "resident_bytes"]

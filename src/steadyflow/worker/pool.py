@@ -19,6 +19,12 @@ Processes come and go without losing a task:
 - `stop(grace)` stops polling, lets running tasks finish for `grace` seconds, then kills their
   processes and hands the tasks back (`WorkerShutdown: ...`) so that they are retried elsewhere.
 
+With `async_concurrency` N > 1 each child takes up to N tasks at once and runs `async def`
+activities side by side on an event loop (`aio.py`); the supervisor tracks every task by its token
+(heartbeats, cancellation, hard timeouts, outcomes) and prefers to hand a plain (sync) task to a
+child that runs none, since a child runs those one at a time. Starting, killing, recycling and
+reaping children is in `children.py`.
+
 The supervisor learns a task's alarm and hard timeouts by resolving the activity by name in its own
 process; the worker-wide defaults apply when it cannot (a handler activity, a module this worker
 does not have), so nothing about them travels with the scheduled task.
@@ -31,7 +37,6 @@ import importlib
 import logging
 import multiprocessing
 import os
-import signal
 import socket
 import threading
 import time
@@ -39,17 +44,16 @@ from collections.abc import Mapping
 from multiprocessing.connection import wait as wait_ready
 from typing import Any
 
+from .. import metrics
 from ..activity import find_activity
 from ..engines.base import ActivityTask, Engine
 from ..errors import ConfigError, UnknownTask
-from .child import ChildConfig, child_main
+from .child import ChildConfig
+from .children import ChildrenMixin
 from .reporter import Reporter
-from .runner import Outcome, TaskHandler, failure
+from .runner import Outcome, TaskHandler, is_async
 from .state import (
-    CHILD_EXIT_TIMEOUT,
-    CRASH_LOOP_LIMIT,
     MAX_MESSAGES_PER_WAKE,
-    MB,
     MIN_HEARTBEAT_INTERVAL,
     MIN_WAIT,
     SHUTDOWN_REASON,
@@ -64,6 +68,9 @@ from .state import (
 
 log = logging.getLogger("steadyflow.worker")
 
+MAX_HANDOUTS_PER_TURN = 50
+"""Tasks leased in one turn of the loop before heartbeats and outcomes get their turn."""
+
 
 def _validate_modules(modules: tuple[str, ...]) -> None:
     for name in modules:
@@ -73,7 +80,7 @@ def _validate_modules(modules: tuple[str, ...]) -> None:
             raise ConfigError(f"cannot import activity module {name!r}: {type(exc).__name__}: {exc}") from exc
 
 
-class WorkerPool:
+class WorkerPool(ChildrenMixin):
     """A supervisor in the calling thread plus `processes` child processes that run activity code.
 
     `run()` serves `task_list` until stopped; `stop(grace)` (from any thread or a signal handler)
@@ -84,6 +91,8 @@ class WorkerPool:
     `handlers` maps activity names to `TaskHandler`s that run those tasks instead of a function
     (see `runner.py`); `alarm_timeout`/`hard_timeout` are the defaults for activities that do not
     set their own; `heartbeat` caps the seconds between the supervisor's heartbeats.
+    `async_concurrency` is how many tasks each child takes at once (`async def` activities run
+    concurrently; others one at a time per child), 1 by default.
     """
 
     def __init__(
@@ -105,6 +114,7 @@ class WorkerPool:
         grace: float = 30.0,
         heartbeat: float | None = None,
         log_level: int | None = None,
+        async_concurrency: int = 1,
     ) -> None:
         if isinstance(processes, bool) or not isinstance(processes, int) or processes < 0:
             raise PoolConfigError(f"processes must be 0 (one per CPU) or more, not {processes!r}")
@@ -128,14 +138,16 @@ class WorkerPool:
         self.alarm_timeout = positive("alarm_timeout", alarm_timeout)
         self.hard_timeout = positive("hard_timeout", hard_timeout)
         self.heartbeat = positive("heartbeat", heartbeat or None)
+        self.async_concurrency = int(positive("async_concurrency", async_concurrency, integer=True) or 1)
         self.kill_grace = float(kill_grace)
         self.grace = float(grace)
         _validate_modules(self.modules)
-        self._child_config = ChildConfig(self.modules, self.handlers, log_level, engine.payloads, engine.source_url)
+        self._child_config = ChildConfig(self.modules, self.handlers, log_level, engine.payloads, engine.source_url,
+                                         self.async_concurrency)
         self._ctx = multiprocessing.get_context(start_method)
         self._children: list[Child] = []
         self._reporter = Reporter(engine)
-        self._limits: dict[str, tuple[float | None, float | None]] = {}
+        self._profiles: dict[str, tuple[float | None, float | None, bool]] = {}
         self._stop_requested = threading.Event()
         self._grace = self.grace
         self._active = False
@@ -150,7 +162,8 @@ class WorkerPool:
         self._spawned = 0
 
     def __repr__(self) -> str:
-        return f"WorkerPool(task_list={self.task_list!r}, processes={self.processes}, identity={self.identity!r})"
+        concurrency = f", async_concurrency={self.async_concurrency}" if self.async_concurrency > 1 else ""
+        return f"WorkerPool(task_list={self.task_list!r}, processes={self.processes}{concurrency}, identity={self.identity!r})"
 
     # -- observability ---------------------------------------------------------------------------
 
@@ -162,7 +175,7 @@ class WorkerPool:
     @property
     def running(self) -> int:
         """Tasks handed to a child and not yet reported."""
-        return sum(1 for c in list(self._children) if c.task is not None)
+        return sum(len(c.tasks) for c in list(self._children))
 
     @property
     def last_poll(self) -> float | None:
@@ -192,7 +205,7 @@ class WorkerPool:
             processes=self.processes,
             alive=len(children),
             ready=len(ready),
-            idle=sum(1 for c in ready if c.task is None),
+            idle=sum(1 for c in ready if c.idle),
             running=self.running,
             completed=self._completed,
             seconds_since_last_poll=None if since is None else round(now - since, 3),
@@ -220,7 +233,8 @@ class WorkerPool:
             raise RuntimeError("WorkerPool.run() is already running")
         self._active, self._stopping, self._error = True, False, None
         self._crashes, self._started_at, self._short_since = 0, time.monotonic(), None
-        log.info("worker pool %s: %d process(es) on task list %r", self.identity, self.processes, self.task_list)
+        log.info("worker pool %s: %d process(es) x %d task(s) on task list %r", self.identity, self.processes,
+                 self.async_concurrency, self.task_list)
         try:
             for _ in range(self.processes):
                 self._start_child()
@@ -260,18 +274,14 @@ class WorkerPool:
         return any(c.idle for c in self._children)
 
     def _dispatch(self, max_tasks: int | None) -> tuple[int, bool]:
-        """Lease a task for every idle child; return how many were handed out and whether a poll
-        came back empty."""
+        """Lease a task for every free slot of the children (up to `MAX_HANDOUTS_PER_TURN`);
+        return how many were handed out and whether a poll came back empty."""
         found = 0
-        for child in list(self._children):
-            if not child.idle:
-                continue
-            if max_tasks is not None and self._completed + self.running >= max_tasks:
-                break
+        while found < MAX_HANDOUTS_PER_TURN and self._can_poll(max_tasks):
             task = self._poll()
             if task is None:
                 return found, True
-            self._hand_to(child, task)
+            self._hand_to(self._place(task), task)
             found += 1
         return found, False
 
@@ -287,29 +297,49 @@ class WorkerPool:
     def limits(self, name: str) -> tuple[float | None, float | None]:
         """(alarm_timeout, hard_timeout) for tasks of activity `name`: the activity's own when this
         process can resolve it, else the pool's defaults. Resolved once per name."""
-        if name not in self._limits:
+        return self._profile(name)[:2]
+
+    def _profile(self, name: str) -> tuple[float | None, float | None, bool]:
+        """`limits(name)` plus whether it is an `async def` activity (False when unknown here)."""
+        if name not in self._profiles:
             alarm = hard = None
+            asynchronous = False
             if name not in self.handlers:
                 try:
-                    options = find_activity(name, self.modules).options
-                    alarm, hard = options.alarm_timeout, options.hard_timeout
+                    activity = find_activity(name, self.modules)
+                    alarm, hard = activity.options.alarm_timeout, activity.options.hard_timeout
+                    asynchronous = is_async(activity)
                 except Exception as exc:  # not importable here: the defaults apply
                     log.debug("activity %r not resolvable in the supervisor (%s); default timeouts apply", name, exc)
-            self._limits[name] = (
+            self._profiles[name] = (
                 alarm if alarm is not None else self.alarm_timeout,
                 hard if hard is not None else self.hard_timeout,
+                asynchronous,
             )
-        return self._limits[name]
+        return self._profiles[name]
+
+    def _place(self, task: ActivityTask) -> Child:
+        """The child with room that gets `task`: the least busy, and for a plain task one that
+        runs no other plain task if there is one (it would wait its turn there)."""
+        candidates = [c for c in self._children if c.idle]
+        if not self._profile(task.name)[2]:
+            candidates = [c for c in candidates if not c.plain_tasks] or candidates
+        return max(candidates, key=lambda c: c.room)  # the first of the least busy
 
     def _hand_to(self, child: Child, task: ActivityTask) -> None:
         interval = heartbeat_interval(task.heartbeat_timeout, self.heartbeat)
-        alarm, hard = self.limits(task.name)
+        alarm, hard, asynchronous = self._profile(task.name)
         now = time.monotonic()
         label = f"{task.name} (activity {task.activity_id!r} of {task.workflow_id})"
-        child.task = Running(
+        # A one-task child starts at once; a concurrent one says when ("started"): a plain task
+        # may wait there behind another.
+        deadline = now + hard if hard and child.capacity == 1 else None
+        child.tasks[task.token] = Running(
             task.token, label, interval, now, now + interval if interval else None,
-            hard_timeout=hard, hard_deadline=now + hard if hard else None,
+            hard_timeout=hard, hard_deadline=deadline, is_async=asynchronous, activity=task.name,
+            handed_at=time.monotonic(),
         )
+        metrics.task_started(task.name, task.task_list)
         log.debug("activity task %s -> process %s", label, child.pid)
         try:
             child.conn.send(("task", dataclasses.asdict(task), alarm))
@@ -331,15 +361,13 @@ class WorkerPool:
         """Seconds until the next heartbeat, kill or report retry is due (at most `poll_interval`)."""
         dues: list[float] = self._reporter.dues()
         for c in self._children:
-            r = c.task
-            if r is None:
-                continue
-            if r.next_beat is not None:
-                dues.append(r.next_beat)
-            if r.killed_at is None and r.hard_deadline is not None:
-                dues.append(r.hard_deadline)
-            elif r.killed_at is not None and not r.sigkilled:
-                dues.append(r.killed_at + self.kill_grace)
+            for r in c.tasks.values():
+                if r.next_beat is not None:
+                    dues.append(r.next_beat)
+                if c.killed_at is None and r.hard_deadline is not None:
+                    dues.append(r.hard_deadline)
+            if c.killed_at is not None and not c.sigkilled:
+                dues.append(c.killed_at + self.kill_grace)
         if not dues:
             return self.poll_interval
         return max(0.0, min(min(dues) - time.monotonic(), self.poll_interval))
@@ -387,16 +415,21 @@ class WorkerPool:
             child.ready = True
             log.debug("worker process %s ready", child.pid)
         elif kind == "heartbeat":
-            running = child.task
+            running = self._task_of(child, msg[2] if len(msg) > 2 else None)
             if running is not None:
                 running.details = msg[1]
                 if running.next_beat is None and not running.lost:
                     running.next_beat = max(time.monotonic(), running.last_beat + MIN_HEARTBEAT_INTERVAL)
+        elif kind == "started":
+            running = self._task_of(child, msg[1])
+            if running is not None and running.hard_timeout and running.hard_deadline is None:
+                running.hard_deadline = time.monotonic() + running.hard_timeout
         elif kind == "outcome":
-            running, child.task = child.task, None
+            running = self._task_of(child, msg[6] if len(msg) > 6 else None)
             if running is None:
-                log.warning("worker process %s sent an outcome but runs no task; ignored", child.pid)
+                log.warning("worker process %s sent an outcome for no task it runs; ignored", child.pid)
                 return False
+            del child.tasks[running.token]
             child.tasks_run += 1
             self._completed += 1
             self._crashes = 0
@@ -407,166 +440,55 @@ class WorkerPool:
                 log.info("activity task %s failed: %s", running.label, outcome.reason)
             self._reporter.report(running, outcome)
             self._maybe_recycle(child, msg[5] if len(msg) > 5 else None)
+            self._stop_if_done(child)
             return True
         else:
             log.warning("unknown message %r from worker process %s; ignored", kind, child.pid)
         return False
 
+    @staticmethod
+    def _task_of(child: Child, token: str | None) -> Running | None:
+        """The child's task with this token (its only task when a message carries none)."""
+        if token is None:
+            return child.task if len(child.tasks) == 1 else None
+        return child.tasks.get(token)
+
     def _heartbeat_due(self) -> None:
         now = time.monotonic()
         for child in list(self._children):
-            running = child.task
-            if running is None or running.lost or running.next_beat is None or running.next_beat > now:
-                continue
-            details, running.details = running.details, None
-            try:
-                cancel = self.engine.heartbeat_activity_task(running.token, details)
-            except UnknownTask:
-                running.lost, running.next_beat = True, None
-                log.warning("activity task %s: lease lost (timed out or closed); cancelling", running.label)
-                self._send_cancel(child)
-                continue
-            except Exception:
-                running.details = details
-                running.next_beat = now + min(running.interval or 1.0, 1.0)
-                self._reporter.log_error("heartbeat of activity task %s failed", running.label)
-                continue
-            running.last_beat = now
-            running.next_beat = now + running.interval if running.interval else None
-            if cancel and not running.cancel_sent:
-                log.info("activity task %s: cancellation requested", running.label)
-                self._send_cancel(child)
+            for running in list(child.tasks.values()):
+                if running.lost or running.next_beat is None or running.next_beat > now:
+                    continue
+                self._heartbeat(child, running, now)
 
-    def _send_cancel(self, child: Child) -> None:
-        if child.task is not None:
-            child.task.cancel_sent = True
+    def _heartbeat(self, child: Child, running: Running, now: float) -> None:
+        details, running.details = running.details, None
         try:
-            child.conn.send(("cancel",))
+            cancel = self.engine.heartbeat_activity_task(running.token, details)
+        except UnknownTask:
+            running.lost, running.next_beat = True, None
+            log.warning("activity task %s: lease lost (timed out or closed); cancelling", running.label)
+            self._send_cancel(child, running)
+            return
+        except Exception:
+            running.details = details
+            running.next_beat = now + min(running.interval or 1.0, 1.0)
+            self._reporter.log_error("heartbeat of activity task %s failed", running.label)
+            return
+        running.last_beat = now
+        running.next_beat = now + running.interval if running.interval else None
+        if cancel and not running.cancel_sent:
+            log.info("activity task %s: cancellation requested", running.label)
+            self._send_cancel(child, running)
+
+    def _send_cancel(self, child: Child, running: Running) -> None:
+        running.cancel_sent = True
+        try:
+            child.conn.send(("cancel", running.token))
         except (OSError, ValueError):
             pass  # best effort: the child is gone or going
 
-    # -- limits ----------------------------------------------------------------------------------
-
-    def _enforce_hard_timeouts(self) -> None:
-        now = time.monotonic()
-        for child in list(self._children):
-            running = child.task
-            if running is None or child.gone:
-                continue
-            if running.killed_at is None and running.hard_deadline is not None and now >= running.hard_deadline:
-                running.killed_at = now
-                running.kill_message = f"hard_timeout of {running.hard_timeout:g}s exceeded (process {child.pid} killed)"
-                log.warning("activity task %s: %s", running.label, running.kill_message)
-                self._retire(child, replace=True)
-                self._signal(child, signal.SIGTERM)
-            elif running.killed_at is not None and not running.sigkilled and now >= running.killed_at + self.kill_grace:
-                running.sigkilled = True
-                log.warning("worker process %s ignored SIGTERM for %.1fs; sending SIGKILL", child.pid, self.kill_grace)
-                self._signal(child, signal.SIGKILL)
-
-    def _signal(self, child: Child, signum: int) -> None:
-        """Signal the child's process group (what its task started, too), else the child alone."""
-        try:
-            os.killpg(child.pid, signum)
-            return
-        except (ProcessLookupError, PermissionError):
-            pass
-        try:
-            os.kill(child.pid, signum)
-        except (ProcessLookupError, PermissionError):
-            pass
-
-    def _maybe_recycle(self, child: Child, resident: int | None) -> None:
-        if child.retiring:
-            return
-        why = None
-        if self.maxtasksperchild and child.tasks_run >= self.maxtasksperchild:
-            why = f"it ran {child.tasks_run} task(s)"
-        elif self.max_memory and resident and resident > self.max_memory * MB:
-            why = f"its resident memory ({resident / MB:.0f} MB) is over {self.max_memory:g} MB"
-        if why is None:
-            return
-        log.info("recycling worker process %s: %s", child.pid, why)
-        self._retire(child, replace=True)
-        try:
-            child.conn.send(("stop",))
-        except (OSError, ValueError):
-            child.gone = True
-
-    def _retire(self, child: Child, replace: bool) -> None:
-        """Take a child out of service (it is stopping or being killed); start its replacement now."""
-        if child.retiring:
-            return
-        child.retiring = True
-        if replace and not self._stopping:
-            self._start_child()
-
-    @staticmethod
-    def _lost_task(running: Running, reason: str) -> Outcome:
-        """The failure of a task whose process ended before it sent an outcome."""
-        if running.kill_message is not None:
-            return failure("TimeoutError", running.kill_message)
-        return Outcome(False, reason=reason)
-
-    # -- children --------------------------------------------------------------------------------
-
-    def _start_child(self) -> None:
-        parent_conn, child_conn = self._ctx.Pipe(duplex=True)
-        self._spawned += 1
-        process = self._ctx.Process(
-            target=child_main,
-            args=(child_conn, self._child_config),
-            name=f"steadyflow-worker-{self._spawned}",
-            daemon=False,  # daemonic processes may not start processes, and activities may want to
-        )
-        try:
-            process.start()
-        except BaseException:
-            parent_conn.close()
-            raise
-        finally:
-            child_conn.close()
-        self._children.append(Child(process, parent_conn))
-        log.debug("started worker process %s", process.pid)
-
-    def _reap_gone(self) -> None:
-        for child in [c for c in self._children if c.gone]:
-            self._reap(child)
-
-    def _reap(self, child: Child) -> None:
-        """Collect a child that exited (or closed its pipe); report its task; replace it."""
-        self._drain(child)
-        process = child.process
-        process.join(CHILD_EXIT_TIMEOUT)
-        if process.exitcode is None:
-            log.warning("worker process %s closed its pipe but did not exit; killing it", child.pid)
-            process.kill()
-            process.join()
-        code = process.exitcode
-        pid = child.pid
-        self._children.remove(child)
-        child.conn.close()
-        process.close()
-        running, child.task = child.task, None
-        if running is not None:
-            self._completed += 1
-            self._crashes = 0
-            outcome = self._lost_task(running, f"process {pid} died: exit code {code}")
-            log.warning("activity task %s: %s", running.label, outcome.reason)
-            self._reporter.report(running, outcome)
-        elif not self._stopping and not child.retiring:
-            self._crashes = self._crashes + 1 if child.tasks_run == 0 else 0
-            self._last_exit_code = code
-            when = "while idle" if child.ready else "during start-up"
-            log.warning("worker process %s exited %s (exit code %s)", pid, when, code)
-        if self._stopping or child.retiring:
-            return
-        if self._crashes >= CRASH_LOOP_LIMIT:
-            raise PoolError(
-                f"worker processes keep dying before running a task ({self._crashes} in a row, last exit "
-                f"code {code}); check that modules {list(self.modules)} import in a fresh process"
-            )
-        self._start_child()
+    # -- shutdown --------------------------------------------------------------------------------
 
     def _shutdown(self) -> None:
         """Stop polling, let running tasks finish within the grace period, then end every child."""
@@ -584,36 +506,6 @@ class WorkerPool:
         finally:
             self._close_children()
             self._reporter.retry_due(final=True)
-
-    def _close_children(self) -> None:
-        children, self._children = list(self._children), []
-        try:
-            for child in children:
-                if child.task is None:
-                    try:  # with "fork", siblings hold copies of this pipe, so EOF alone may not come
-                        child.conn.send(("stop",))
-                    except (OSError, ValueError):
-                        pass
-                    child.conn.close()
-                elif child.process.exitcode is None:
-                    self._signal(child, signal.SIGTERM)
-            deadline = time.monotonic() + CHILD_EXIT_TIMEOUT
-            for child in children:
-                child.process.join(max(0.0, deadline - time.monotonic()))
-                if child.process.exitcode is None:
-                    self._signal(child, signal.SIGKILL)
-                    child.process.join()
-        finally:
-            for child in children:
-                if child.task is not None and not child.conn.closed:
-                    self._drain(child)  # an outcome sent just before the end still counts
-                running, child.task = child.task, None
-                if running is not None:
-                    log.warning("activity task %s still running at shutdown: handed back", running.label)
-                    self._reporter.report(running, self._lost_task(running, SHUTDOWN_REASON))
-                child.conn.close()
-                if child.process.exitcode is not None:
-                    child.process.close()
 
 
 __all__ = ["SHUTDOWN_REASON", "PoolConfigError", "PoolError", "PoolStatus", "WorkerPool", "heartbeat_interval"]

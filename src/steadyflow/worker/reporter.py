@@ -7,6 +7,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from .. import metrics
 from ..engines.base import Engine
 from ..errors import UnknownTask
 from .runner import Outcome
@@ -43,6 +44,10 @@ class Reporter:
         return [r.due for r in self._pending]
 
     def report(self, running: Running, outcome: Outcome, attempt: int = 0, final: bool = False) -> None:
+        if attempt == 0:  # counted once, however many times reporting is retried
+            timed_out = (outcome.reason or "").startswith("TimeoutError")
+            kind = "completed" if outcome.ok else ("timed_out" if timed_out else "failed")
+            metrics.task_finished(running.activity, kind, time.monotonic() - running.handed_at)
         what = "result" if outcome.ok else "failure"
         try:
             if outcome.ok:

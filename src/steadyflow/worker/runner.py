@@ -8,21 +8,32 @@ of one activity name instead: the worker pool takes a `handlers` mapping (name -
 is how a stefuna `Worker` subclass serves an activity known only by name
 (`steadyflow.stepfunctions`). A handler builds its own `Outcome`, so it decides how results and
 failures are encoded.
+
+An `async def` activity runs as a coroutine: `run_task_async` awaits it on the caller's event loop
+(a worker process with `async_concurrency` > 1 runs many at once, see `aio.py`); `run_task` runs it
+to its end with `asyncio.run` (one at a time: a plain worker process, the local runner). Either
+way its input and result go through the payload layer as a plain function's do, and its
+`alarm_timeout` cancels the coroutine (`asyncio.timeout`) instead of raising SIGALRM.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextvars
+import inspect
 import json
 import logging
 import signal
 import threading
 import traceback
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Awaitable, Callable, Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
-from ..activity import ActivityCancelled, TaskContext, _current_task, find_activity
+from .. import tracing
+from ..activity import Activity, ActivityCancelled, TaskContext, _current_task, find_activity
 from ..errors import PayloadError, PayloadTooLarge
 from ..payload import json as sfjson
 from ..payload.converter import default_payloads
@@ -33,6 +44,7 @@ log = logging.getLogger("steadyflow.worker")
 
 REASON_LIMIT = 256
 _INPUT_KEYS = frozenset({"args", "kwargs", "__extra"})
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -71,7 +83,11 @@ def decode_input(
     positional argument. pyswf's `[[args], {kwargs}]` is read as args and kwargs.
     """
     payloads = payloads or default_payloads()
-    data = payloads.loads(text, accepts, receiver) if text else {}
+    return split_input(payloads.loads(text, accepts, receiver) if text else {})
+
+
+def split_input(data: Any) -> tuple[list[Any], dict[str, Any]]:
+    """Positional and keyword arguments of a decoded input (see `decode_input`)."""
     if isinstance(data, list) and len(data) == 2 and isinstance(data[0], list) and isinstance(data[1], dict):
         return list(data[0]), dict(data[1])
     if isinstance(data, list):
@@ -135,20 +151,31 @@ def alarm(seconds: float | None) -> Iterator[None]:
         signal.signal(signal.SIGALRM, previous)
 
 
-def run_function(task: dict[str, Any], modules: tuple[str, ...] = (), payloads: Any = None) -> Outcome:
-    """The default way to run a task: find the activity by name, call it, encode its result.
+def is_async(activity: Activity) -> bool:
+    """True when the activity's function is an `async def` (its tasks run as coroutines)."""
+    return inspect.iscoroutinefunction(activity.func)
 
-    A missing or corrupt input blob fails the attempt like any error (it is retried as the
-    activity's policy says); the execution itself is untouched.
-    """
-    payloads = payloads or default_payloads()
-    activity = find_activity(task["name"], modules)
+
+def _arguments(task: dict[str, Any], activity: Activity, payloads: Any) -> tuple[list[Any], dict[str, Any], Any]:
+    """(args, kwargs, trace carrier) of the task's input."""
     opts = activity.options
-    args, kwargs = decode_input(task.get("input"), payloads, SAFE | {opts.serializer}, f"activity {opts.name}")
+    text = task.get("input")
+    data = payloads.loads(text, SAFE | {opts.serializer}, f"activity {opts.name}") if text else {}
+    args, kwargs = split_input(data)
     if has_stored_items((args, kwargs)):
         ctx = _current_task.get()
         args, kwargs = resolve_stored_items((args, kwargs), ctx.state_data_client if ctx else None)
-    result = activity.func(*args, **kwargs)
+    return args, kwargs, tracing.carrier_of(data)
+
+
+def _span(task: dict[str, Any], carrier: Any) -> Any:
+    return tracing.span(f"RunActivity:{task['name']}", carrier, workflow_id=task.get("workflow_id"),
+                        run_id=task.get("run_id"), activity_id=task.get("activity_id"),
+                        attempt=attempt_of(task.get("control")))
+
+
+def _encoded(task: dict[str, Any], activity: Activity, result: Any, payloads: Any) -> Outcome:
+    opts = activity.options
     try:
         return Outcome(True, result=payloads.dumps(result, opts.serializer, opts.store))
     except PayloadTooLarge as exc:
@@ -156,6 +183,58 @@ def run_function(task: dict[str, Any], modules: tuple[str, ...] = (), payloads: 
     except PayloadError as exc:
         label = "JSON" if opts.serializer == "json" else opts.serializer
         return failure_outcome(PayloadError(f"result of activity {task['name']} is not {label}-serialisable: {exc}"), tb=[])
+
+
+def run_function(task: dict[str, Any], modules: tuple[str, ...] = (), payloads: Any = None) -> Outcome:
+    """The default way to run a task: find the activity by name, call it, encode its result.
+
+    A missing or corrupt input blob fails the attempt like any error (it is retried as the
+    activity's policy says); the execution itself is untouched. An activity that returns an
+    awaitable (an `async def` behind a plain wrapper) has it run to its end here.
+    """
+    payloads = payloads or default_payloads()
+    activity = find_activity(task["name"], modules)
+    args, kwargs, carrier = _arguments(task, activity, payloads)
+    with _span(task, carrier):
+        result = activity.func(*args, **kwargs)
+        if inspect.isawaitable(result):
+            result = run_coroutine(_awaited(result))
+    return _encoded(task, activity, result, payloads)
+
+
+async def _awaited(awaitable: Awaitable[T]) -> T:
+    return await awaitable
+
+
+async def run_function_async(
+    task: dict[str, Any], activity: Activity, payloads: Any = None, alarm_timeout: float | None = None
+) -> Outcome:
+    """`run_function` for an `async def` activity, awaited on the running loop; `alarm_timeout`
+    cancels it and raises `TimeoutError("alarm_timeout of Ns exceeded")` (there is no SIGALRM
+    for one coroutine among many)."""
+    payloads = payloads or default_payloads()
+    args, kwargs, carrier = _arguments(task, activity, payloads)
+    timeout = asyncio.timeout(alarm_timeout or None)
+    try:
+        with _span(task, carrier):
+            async with timeout:
+                result = await activity.func(*args, **kwargs)
+    except TimeoutError:
+        if timeout.expired():
+            raise TimeoutError(f"alarm_timeout of {alarm_timeout:g}s exceeded") from None
+        raise
+    return _encoded(task, activity, result, payloads)
+
+
+def run_coroutine(coro: Awaitable[T]) -> T:
+    """Run a coroutine to its end from synchronous code: `asyncio.run` in this thread, or in a
+    helper thread (with this thread's context) when an event loop already runs here."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(coro)  # type: ignore[arg-type]
+    with ThreadPoolExecutor(1, thread_name_prefix="steadyflow-coroutine") as helper:
+        return helper.submit(contextvars.copy_context().run, asyncio.run, coro).result()
 
 
 def run_task(
@@ -172,17 +251,46 @@ def run_task(
     `task` carries the fields of `engines.base.ActivityTask` as a dict (it crosses process pipes).
     Whatever the task raises becomes a failed outcome; nothing else is affected. `engine` (or a
     function that opens it) serves `context().stop_execution()` and `context().state_data_client`.
+    An `async def` activity is run to its end with `asyncio.run` (see `run_coroutine`).
     """
     payloads = payloads or default_payloads()
     ctx = TaskContext(dict(task, attempt=attempt_of(task.get("control"))), send_heartbeat, payloads, engine)
     token = _current_task.set(ctx)
     handler = (handlers or {}).get(task["name"])
     try:
+        if handler is None:
+            activity = find_activity(task["name"], modules)
+            if is_async(activity):
+                return run_coroutine(run_function_async(task, activity, payloads, alarm_timeout))
         with alarm(alarm_timeout):
             if handler is not None:
                 return handler.run(task)
             return run_function(task, modules, payloads)
     except (Exception, ActivityCancelled) as exc:
+        return failure_outcome(exc)
+    finally:
+        _current_task.reset(token)
+
+
+async def run_task_async(
+    task: dict[str, Any],
+    activity: Activity,
+    send_heartbeat: Callable[[Any], bool] | None = None,
+    alarm_timeout: float | None = None,
+    payloads: Any = None,
+    engine: Any = None,
+) -> Outcome:
+    """`run_task` for an `async def` activity, awaited on the running loop.
+
+    Run it as its own asyncio task: the task's context is a copy, so the `TaskContext` set here
+    (what `steadyflow.heartbeat()` and `context()` find) is this task's alone.
+    """
+    payloads = payloads or default_payloads()
+    ctx = TaskContext(dict(task, attempt=attempt_of(task.get("control"))), send_heartbeat, payloads, engine)
+    token = _current_task.set(ctx)
+    try:
+        return await run_function_async(task, activity, payloads, alarm_timeout)
+    except (Exception, ActivityCancelled, asyncio.CancelledError) as exc:
         return failure_outcome(exc)
     finally:
         _current_task.reset(token)

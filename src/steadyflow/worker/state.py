@@ -3,7 +3,7 @@ checks. Plain data: the behaviour lives in `pool.py`."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from typing import Any
 
@@ -59,35 +59,63 @@ class Running:
     last_beat: float
     next_beat: float | None
     hard_timeout: float | None = None
-    hard_deadline: float | None = None
+    hard_deadline: float | None = None  # set when it starts (at once in a one-task child)
     details: str | None = None  # latest details from the activity, not yet sent to the engine
     lost: bool = False  # the engine no longer knows the lease
     cancel_sent: bool = False
-    killed_at: float | None = None  # when the hard timeout sent SIGTERM
-    sigkilled: bool = False
-    kill_message: str | None = None
+    kill_message: str | None = None  # set when its hard timeout killed its process
+    is_async: bool = False  # the supervisor's view (an `async def` activity); only steers placement
+    activity: str = ""  # the activity's name, for metrics
+    handed_at: float = 0.0  # time.monotonic() when it went to the child, for metrics
 
 
 @dataclass(eq=False)
 class Child:
-    """A child process, its pipe, and the task it runs."""
+    """A child process, its pipe, and the tasks it runs (at most `capacity`)."""
 
     process: Any
     conn: Connection
+    capacity: int = 1
+    max_tasks: int | None = None  # maxtasksperchild: it is handed no more than that, ever
     ready: bool = False
     gone: bool = False  # pipe at EOF or process exited; reaped on the next turn of the loop
     retiring: bool = False  # stopped or killed on purpose, already replaced
-    task: Running | None = None
+    tasks: dict[str, Running] = field(default_factory=dict)  # by token, in hand-over order
     tasks_run: int = 0
+    stop_when_done: bool = False  # recycled: send `stop` once its last task is reported
+    stop_sent: bool = False
+    killed_at: float | None = None  # when a hard timeout sent SIGTERM
+    sigkilled: bool = False
+    kill_reason: str | None = None  # the failure reason of the tasks that ran beside the culprit
 
     @property
     def pid(self) -> int:
         return int(self.process.pid)
 
     @property
+    def task(self) -> Running | None:
+        """The first task it runs (the only one in a one-task child), or None."""
+        return next(iter(self.tasks.values()), None)
+
+    @property
+    def room(self) -> int:
+        """How many more tasks it takes now (0 unless ready and in service)."""
+        if not self.ready or self.gone or self.retiring:
+            return 0
+        room = self.capacity - len(self.tasks)
+        if self.max_tasks is not None:
+            room = min(room, self.max_tasks - self.tasks_run - len(self.tasks))
+        return max(0, room)
+
+    @property
     def idle(self) -> bool:
-        """Ready for a task."""
-        return self.ready and not self.gone and not self.retiring and self.task is None
+        """Ready for a (further) task."""
+        return self.room > 0
+
+    @property
+    def plain_tasks(self) -> int:
+        """Tasks it runs that are not `async def` activities (they run one at a time)."""
+        return sum(1 for r in self.tasks.values() if not r.is_async)
 
 
 @dataclass(frozen=True)
@@ -99,7 +127,7 @@ class PoolStatus:
     processes: int
     alive: int
     ready: int
-    idle: int
+    idle: int  # children that take a (further) task now
     running: int
     completed: int
     seconds_since_last_poll: float | None
