@@ -134,3 +134,6 @@ def test_a_worker_pool_and_a_decider_move_the_counters_by_exactly_what_they_ran(
     assert value(m, "steadyflow_activity_tasks_completed_total", activity=square) == 5
     assert value(m, "steadyflow_activity_tasks_failed_total", activity=square) in (None, 0)
     assert value(m, "steadyflow_decision_latency_seconds_count") >= 2
+    assert value(m, "steadyflow_activity_schedule_to_start_seconds_count", activity=square, task_list="metered") == 5
+    # Sampled from the engine every few seconds while the pool runs: one of the values it had.
+    assert m.registry.get_sample_value("steadyflow_activity_tasks_waiting", {"task_list": "metered"}) in range(6)

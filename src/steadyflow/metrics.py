@@ -26,8 +26,8 @@ Series (label names in braces):
 | `steadyflow_activity_tasks_waiting` | gauge | task_list |
 | `steadyflow_decider_cache_hits_total` / `_misses_total` | counter | |
 
-The engine contract has no "how many tasks wait on this list" call, so the waiting gauge is set
-by whoever knows (`set_tasks_waiting`); it is not computed at scrape time.
+The waiting gauge is set by whoever polls the task list (`set_tasks_waiting`): the worker pool
+samples `engine.count_waiting_activity_tasks` every few seconds; it is not computed at scrape time.
 """
 
 from __future__ import annotations

@@ -90,3 +90,13 @@ def test_activities_carry_their_concurrency_key_from_their_arguments():
     keys = [e.attributes.get("concurrencyKey") for e in engine.get_history(info.workflow_id)
             if e.event_type == "ActivityTaskScheduled"]
     assert keys == ["c0", "c1", "c0", "c1", "c9", "eu", "us"]
+
+
+def test_waiting_tasks_are_counted_and_tasks_know_when_they_were_scheduled(engine, clock):
+    schedule(engine, *[act("noop", task_list=TL) for _ in range(3)])
+    scheduled = clock()
+    clock.advance(2)
+    assert engine.count_waiting_activity_tasks(TL) == 3
+    task = engine.poll_activity_task(TL, "w")
+    assert engine.count_waiting_activity_tasks(TL) == 2 and engine.count_waiting_activity_tasks("other") == 0
+    assert task.scheduled_at == scheduled

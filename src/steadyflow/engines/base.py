@@ -111,6 +111,8 @@ class ActivityTask:
     started_event_id: int
     heartbeat_timeout: float | None
     start_to_close_timeout: float | None
+    #: When it was scheduled (engine clock), for schedule-to-start metrics.
+    scheduled_at: float | None = None
 
 
 class Engine(ABC):
@@ -280,6 +282,10 @@ class Engine(ABC):
     @abstractmethod
     def list_activity_tasks(self, workflow_id: str, run_id: str | None = None) -> list[dict[str, Any]]:
         """Open activity tasks of an execution: id, name, state, attempt, times, heartbeat details."""
+
+    @abstractmethod
+    def count_waiting_activity_tasks(self, task_list: str) -> int:
+        """Activity tasks scheduled on `task_list` and not yet started (a gauge for autoscaling)."""
 
     # -- limits ----------------------------------------------------------------------------------
 

@@ -751,9 +751,14 @@ class MemoryEngine(Engine):
                 act.started_event_id,
                 d.heartbeat_timeout,
                 d.start_to_close_timeout,
+                act.scheduled_at,
             )
 
         return self._wait_for(claim, wait)
+
+    def count_waiting_activity_tasks(self, task_list: str) -> int:
+        with self._cond:
+            return sum(1 for a in self._activities.values() if a.token is None and a.decision.task_list == task_list)
 
     def _within_limits(self, limits: TaskListLimits, ready: list[_Activity]) -> list[_Activity]:
         """The ready tasks that may start now under `limits` (none when a limit is reached)."""

@@ -89,7 +89,7 @@ _INFO_FIELDS = ("workflow_id", "run_id", "workflow_type", "version", "task_list"
 _INFO_FIELDS += ("close_time", "input", "result", "close_reason", "close_details", "decision_timeout")
 _INFO_FIELDS += ("parent_workflow_id", "parent_run_id")
 _TASK_FIELDS = ("workflow_id", "run_id", "activity_id", "name", "version", "task_list", "input", "control")
-_TASK_FIELDS += ("heartbeat_timeout", "start_to_close_timeout")
+_TASK_FIELDS += ("heartbeat_timeout", "start_to_close_timeout", "scheduled_at")
 _TIMEOUTS = ("schedule_to_start_timeout", "start_to_close_timeout", "schedule_to_close_timeout")
 _TIMEOUTS += ("heartbeat_timeout",)
 _DECISION_GONE = "decision task is no longer leased to this decider (lease expired or already completed)"
@@ -685,6 +685,9 @@ class SQLEngine(LinksMixin, SchemaMigrations, Engine):
             return None
         conn.execute(self._sql("spend_token"), (tokens - 1.0 if limits.interval else 1.0, now, task_list))
         return self._start_activity(conn, act, identity)
+
+    def count_waiting_activity_tasks(self, task_list: str) -> int:
+        return int(self._query_one(self._sql("waiting_on"), (task_list,))[0])
 
     # -- limits ----------------------------------------------------------------------------------
 

@@ -202,6 +202,7 @@ SQL = {
         WHERE task_list = ?""",
     "delete_limits": "DELETE FROM steadyflow_limits WHERE task_list = ?",
     "spend_token": "UPDATE steadyflow_limits SET tokens = ?, refreshed = ? WHERE task_list = ?",
+    "waiting_on": "SELECT COUNT(*) FROM steadyflow_activity_tasks WHERE task_list = ? AND token IS NULL",
     "running_on": "SELECT COUNT(*) FROM steadyflow_activity_tasks WHERE task_list = ? AND token IS NOT NULL",
     "ready_activity_keyed": """SELECT a.*, e.workflow_id, e.run_id, e.last_event_id AS last_event_id_of_execution
         FROM steadyflow_activity_tasks a

@@ -67,6 +67,8 @@ from .state import (
 )
 
 log = logging.getLogger("steadyflow.worker")
+#: Seconds between two refreshes of the tasks-waiting gauge.
+GAUGE_INTERVAL = 5.0
 
 MAX_HANDOUTS_PER_TURN = 50
 """Tasks leased in one turn of the loop before heartbeats and outcomes get their turn."""
@@ -153,6 +155,7 @@ class WorkerPool(ChildrenMixin):
         self._active = False
         self._stopping = False
         self._completed = 0
+        self._next_gauge = 0.0
         self._last_poll: float | None = None
         self._started_at: float | None = None
         self._short_since: float | None = None
@@ -339,7 +342,8 @@ class WorkerPool(ChildrenMixin):
             hard_timeout=hard, hard_deadline=deadline, is_async=asynchronous, activity=task.name,
             handed_at=time.monotonic(),
         )
-        metrics.task_started(task.name, task.task_list)
+        waited = self.engine.clock() - task.scheduled_at if task.scheduled_at is not None else None
+        metrics.task_started(task.name, task.task_list, schedule_to_start=waited)
         log.debug("activity task %s -> process %s", label, child.pid)
         try:
             child.conn.send(("task", dataclasses.asdict(task), alarm))
@@ -347,6 +351,13 @@ class WorkerPool(ChildrenMixin):
             child.gone = True  # it died: reaping it reports the task failed
 
     def _housekeeping(self) -> None:
+        now = time.monotonic()
+        if metrics.available() and now >= self._next_gauge:  # one COUNT every few seconds, not per poll
+            self._next_gauge = now + GAUGE_INTERVAL
+            try:
+                metrics.set_tasks_waiting(self.task_list, self.engine.count_waiting_activity_tasks(self.task_list))
+            except Exception as exc:  # an engine hiccup must not stop the pool; the next turn retries
+                log.debug("could not count waiting tasks: %s", exc)
         self._reap_gone()
         self._heartbeat_due()
         self._enforce_hard_timeouts()
