@@ -137,3 +137,21 @@ def test_a_worker_pool_and_a_decider_move_the_counters_by_exactly_what_they_ran(
     assert value(m, "steadyflow_activity_schedule_to_start_seconds_count", activity=square, task_list="metered") == 5
     # Sampled from the engine every few seconds while the pool runs: one of the values it had.
     assert m.registry.get_sample_value("steadyflow_activity_tasks_waiting", {"task_list": "metered"}) in range(6)
+
+
+@pytest.mark.parametrize("kind", ["memory", "sqlite"])
+def test_timeouts_the_engine_fires_are_counted_once(kind, tmp_path):
+    from steadyflow.engines.memory import MemoryEngine
+    from steadyflow.engines.sqlite import SQLiteEngine
+    from tests.fixtures.pool_helpers import act, schedule
+
+    now = [1_000.0]
+    engine = MemoryEngine(clock=lambda: now[0]) if kind == "memory" else SQLiteEngine(
+        str(tmp_path / "steadyflow.db"), clock=lambda: now[0])
+    m = metrics.reset()
+    schedule(engine, act("app.slow", task_list="timeouts", heartbeat_timeout=1.0))
+    assert engine.poll_activity_task("timeouts", "w") is not None
+    now[0] += 5
+    engine.fire_due()
+    engine.fire_due()
+    assert value(m, "steadyflow_activity_tasks_timed_out_total", activity="app.slow") == 1

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .. import history as h
+from .. import metrics
 from ..decisions import (
     ALL_DECISIONS,
     CLOSE_DECISIONS,
@@ -885,6 +886,7 @@ class MemoryEngine(Engine):
                     details=act.details,
                 )
                 self._schedule_decision(ex)
+                metrics.task_finished(act.decision.name, "timed_out")
                 fired += 1
         for ex in self._runs.values():
             if ex.decision_lease is not None and ex.decision_lease <= now:

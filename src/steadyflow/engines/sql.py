@@ -36,6 +36,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from .. import history as h
+from .. import metrics
 from ..decisions import (
     ALL_DECISIONS,
     CLOSE_DECISIONS,
@@ -773,7 +774,10 @@ class SQLEngine(LinksMixin, SchemaMigrations, Engine):
             return 0
         fired = 0
         while True:
+            self._tx.timed_out = []
             count = self._run(self._fire_batch)
+            for name in self._tx.timed_out:  # counted once committed, in whichever process fired them
+                metrics.task_finished(name, "timed_out")
             fired += count
             if count < FIRE_BATCH:
                 return fired
@@ -797,6 +801,7 @@ class SQLEngine(LinksMixin, SchemaMigrations, Engine):
             attrs.update(timeoutType=act["deadline_kind"], details=act["heartbeat_details"])
             self._append(conn, act["execution"], h.ACTIVITY_TASK_TIMED_OUT, **attrs)
             self._schedule_decision(conn, act["execution"])
+            self._tx.timed_out.append(act["name"])
             fired += 1
         for ex in conn.execute(self._sql("expired_decisions", "claim"), (now,)).fetchall():
             failures = ex["decision_failures"]

@@ -44,16 +44,17 @@ class Reporter:
         return [r.due for r in self._pending]
 
     def report(self, running: Running, outcome: Outcome, attempt: int = 0, final: bool = False) -> None:
-        if attempt == 0:  # counted once, however many times reporting is retried
-            timed_out = (outcome.reason or "").startswith("TimeoutError")
-            kind = "completed" if outcome.ok else ("timed_out" if timed_out else "failed")
-            metrics.task_finished(running.activity, kind, time.monotonic() - running.handed_at)
         what = "result" if outcome.ok else "failure"
         try:
             if outcome.ok:
                 self.engine.complete_activity_task(running.token, outcome.result)
             else:
                 self.engine.fail_activity_task(running.token, outcome.reason, outcome.details)
+            # Counted once it is recorded: a task whose lease lapsed was counted by the engine
+            # that timed it out, and a report retried later is counted when it lands.
+            timed_out = (outcome.reason or "").startswith("TimeoutError")
+            kind = "completed" if outcome.ok else ("timed_out" if timed_out else "failed")
+            metrics.task_finished(running.activity, kind, time.monotonic() - running.handed_at)
         except UnknownTask:
             log.warning("activity task %s: lease lapsed before its %s was reported; dropped", running.label, what)
         except Exception:
