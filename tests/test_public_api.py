@@ -11,6 +11,7 @@ EXPECTED = {
     "WorkflowFailed", "WorkflowNotFound", "activity", "context", "futures", "heartbeat",
     "CancelledError", "ChildWorkflowFailed", "cached", "nondeterministic", "query",
     "Client", "AsyncClient", "WorkflowHandle", "ResultTimeout",
+    "Group", "Chain", "FuncGroup", "ActivityTask", "WorkflowTask", "AggregateException",
 }
 
 

@@ -12,6 +12,7 @@ from . import (
     futures,
 )
 from .activity import Activity, context, heartbeat
+from .canvas import ActivityTask, AggregateException, Chain, FuncGroup, Group, WorkflowTask
 from .client import AsyncClient, Client, WorkflowHandle
 from .errors import (
     ActivityNotFound,
@@ -43,14 +44,19 @@ __version__ = "0.1.0"
 __all__ = [
     "Activity",
     "ActivityNotFound",
+    "ActivityTask",
+    "AggregateException",
     "AsyncClient",
     "CancelledError",
+    "Chain",
     "ChildWorkflowFailed",
     "Client",
     "ConfigError",
     "EngineError",
     "EngineUnavailable",
     "ExecutionClosed",
+    "FuncGroup",
+    "Group",
     "NonDeterminismError",
     "PayloadError",
     "PayloadTooLarge",
@@ -67,6 +73,7 @@ __all__ = [
     "WorkflowFailed",
     "WorkflowHandle",
     "WorkflowNotFound",
+    "WorkflowTask",
     "activity",
     "cached",
     "context",

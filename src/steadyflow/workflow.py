@@ -140,6 +140,8 @@ class Workflow:
         """
         if isinstance(func, Future):
             return func
+        if hasattr(func, "submit_to"):  # a canvas object (Group, Chain, FuncGroup, ...) submits itself
+            return func.submit_to(self, *args, **kwargs)
         if isinstance(func, type) and issubclass(func, Workflow):
             return self.executor.submit_child(func, args, kwargs)
         return self.executor.submit(func, args, kwargs)
