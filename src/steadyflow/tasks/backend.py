@@ -52,6 +52,28 @@ class Backend(ABC):
         """Enqueue several messages (batched where the queue allows); returns their ids in order."""
         return [self.send(b, message_attributes, delay=delay, priority=priority)["MessageId"] for b in bodies]
 
+    def delete_many(self, messages: list[Any]) -> list[tuple[Any, BaseException]]:
+        """Delete received messages (batched where the queue allows); returns those that failed, with why."""
+        failures: list[tuple[Any, BaseException]] = []
+        for message in messages:
+            try:
+                message.delete()
+            except Exception as exc:  # noqa: BLE001 - reported to the caller
+                failures.append((message, exc))
+        return failures
+
+    def delete_handles(self, handles: list[tuple[str, str]]) -> int:
+        """Delete messages by `(message_id, receipt_handle)` (for a consumer that died); returns how many."""
+        return 0
+
+    def release_handles(self, handles: list[tuple[str, str]]) -> int:
+        """Make messages visible again at once, by `(message_id, receipt_handle)`; returns how many."""
+        return 0
+
+    def release_claim(self, base: str) -> int:
+        """Make visible again what one receive that a dead consumer made claimed (database queues)."""
+        return 0
+
     @abstractmethod
     def receive(
         self, *, max_messages: int, wait_time: float, visibility_timeout: float, stop: Callable[[], bool] | None = None

@@ -117,11 +117,14 @@ class MessageHandler(ABC):
     def __exit__(self, exc_type: Any, exc_val: BaseException | None, exc_tb: Any) -> bool:
         self._entered = False
         if exc_type is None:
+            book = self.__dict__.get("_book")
+            if book is not None:  # the worker's consumer deletes it soon, batched (see ledger.py)
+                book.succeeded(self._message, self._delete_failed)
+                return False
             try:
                 self._message.delete()
             except Exception as exc:  # noqa: BLE001 - the message comes back: at-least-once
-                self.notify(exc, context=self._context())
-                logger.error("failed to delete message %s (%s: %s)", self._message_id(), type(exc).__name__, exc)
+                self._delete_failed(exc)
             return False
         if isinstance(exc_val, supervise.HandedBack):
             try:
@@ -159,10 +162,19 @@ class MessageHandler(ABC):
     def _context(self) -> dict[str, Any]:
         return {"body": self._message.body, **(getattr(self._message, "attributes", None) or {})}
 
+    def _delete_failed(self, exc: BaseException) -> None:
+        self.notify(exc, context=self._context())
+        logger.error("failed to delete message %s (%s: %s)", self._message_id(), type(exc).__name__, exc)
+
     def _extend_timeout(self, seconds: float, raise_errors: bool = False) -> None:
         value: float = seconds if isinstance(self._message, SQLMessage) else int(math.ceil(seconds))
         try:
             self._message.change_visibility(VisibilityTimeout=value)
+            if not isinstance(self._message, SQLMessage):  # SQLMessage keeps its own
+                try:
+                    self._message.visible_until = time.monotonic() + value
+                except AttributeError:
+                    pass
         except Exception as exc:
             if raise_errors:
                 raise
@@ -174,6 +186,7 @@ class MessageHandler(ABC):
     def __getstate__(self) -> dict[str, Any]:
         state = dict(self.__dict__)
         state["_message"] = _MessageSnapshot(self._message)
+        state.pop("_book", None)  # the consumer's, not the child's
         return state
 
     def __str__(self) -> str:

@@ -16,7 +16,6 @@ from __future__ import annotations
 import os
 import re
 import time
-import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -106,7 +105,7 @@ class PostgresQueue(SQLQueue):
                     self._conn = None
                 raise
 
-    def _claim(self, count: int, visibility_timeout: float) -> list[SQLMessage]:
+    def _claim(self, count: int, visibility_timeout: float, base: str) -> list[SQLMessage]:
         """One statement: lock the first visible rows (skipping locked ones) and take them."""
         with self._statement() as conn:
             if self.max_receives:
@@ -120,7 +119,6 @@ class PostgresQueue(SQLQueue):
                     (self.dead_queue_name, reason, self.queue_name, self.max_receives),
                 ):
                     logger.warning("message seq %s moved to %s: %s", seq, self.dead_queue_name, reason)
-            receipt = uuid.uuid4().hex
             rows = self._rows(
                 conn,
                 "UPDATE {t} SET visible_at = {now} + ?, receive_count = receive_count + 1,"
@@ -128,7 +126,7 @@ class PostgresQueue(SQLQueue):
                 " WHERE seq IN (SELECT seq FROM {t} WHERE queue = ? AND visible_at <= {now}"
                 "   AND (receive_count < ? OR ? = 0) ORDER BY priority DESC, seq LIMIT ? FOR UPDATE SKIP LOCKED)"
                 f" RETURNING {_COLUMNS}, receipt",
-                (float(visibility_timeout), receipt, self.queue_name, self.max_receives or 0, self.max_receives or 0, count),
+                (float(visibility_timeout), base, self.queue_name, self.max_receives or 0, self.max_receives or 0, count),
             )
         until = time.monotonic() + visibility_timeout
         rows.sort(key=lambda r: r[0])

@@ -74,8 +74,8 @@ class SQLiteQueue(SQLQueue):
     def _notify(self, conn: Any, queue_name: str) -> None:
         self._wake.set()
 
-    def _claim(self, count, visibility_timeout):
-        messages = super()._claim(count, visibility_timeout)
+    def _claim(self, count, visibility_timeout, base):
+        messages = super()._claim(count, visibility_timeout, base)
         self._poll = _MIN_POLL if messages else min(_MAX_POLL, self._poll * 2)
         return messages
 

@@ -87,6 +87,7 @@ class SQLQueue(Backend, ABC):
         self.dead_queue_name = queue_name + DEAD_LETTER_SUFFIX
         self.max_receives = max_receives
         self.queue = self  # sqstaskmaster's `TaskManager.queue`: send_message/receive_messages below
+        self.on_claim: Callable[[str], None] | None = None
         self._lock = threading.RLock()
         self._table = TABLE
 
@@ -158,8 +159,13 @@ class SQLQueue(Backend, ABC):
     def receive(self, *, max_messages: int, wait_time: float, visibility_timeout: float,
                 stop: Callable[[], bool] | None = None) -> list[Any]:
         deadline = time.monotonic() + max(0.0, wait_time)
+        # Every receipt this call hands out starts with `base`: a consumer's supervisor that knows it
+        # (`on_claim`) can hand back what a consumer that died in the middle of a claim had claimed.
+        base = uuid.uuid4().hex
+        if self.on_claim is not None:
+            self.on_claim(base)
         while True:
-            messages = self._claim(max_messages, visibility_timeout)
+            messages = self._claim(max_messages, visibility_timeout, base)
             remaining = deadline - time.monotonic()
             if messages or remaining <= 0 or (stop is not None and stop()):
                 return messages
@@ -170,7 +176,7 @@ class SQLQueue(Backend, ABC):
         """boto3's `Queue.receive_messages` spelling."""
         return self.receive(max_messages=MaxNumberOfMessages, wait_time=WaitTimeSeconds, visibility_timeout=VisibilityTimeout)
 
-    def _claim(self, count: int, visibility_timeout: float) -> list[SQLMessage]:
+    def _claim(self, count: int, visibility_timeout: float, base: str) -> list[SQLMessage]:
         claimed: list[SQLMessage] = []
         with self._transaction(immediate=True) as conn:
             for _ in range(100):  # each round moves at least one over-received message, or ends
@@ -186,7 +192,7 @@ class SQLQueue(Backend, ABC):
                         self._move_dead(conn, row[0], f"received {row[4]} times (max_receives={self.max_receives})")
                         moved += 1
                         continue
-                    receipt = uuid.uuid4().hex
+                    receipt = f"{base}-{row[0]}"
                     self._exec(
                         conn,
                         "UPDATE {t} SET visible_at = {now} + ?, receive_count = receive_count + 1, receipt = ?,"
@@ -215,8 +221,43 @@ class SQLQueue(Backend, ABC):
             deleted = self._exec(conn, "DELETE FROM {t} WHERE message_id = ? AND receipt = ?",
                                  (message.message_id, message.receipt_handle))
         if not deleted:
-            logger.warning("message %s was not deleted: it was redelivered after its visibility timeout "
-                           "or deleted already", message.message_id)
+            self._not_deleted(message)
+
+    def delete_many(self, messages: list[Any]) -> list[tuple[Any, BaseException]]:
+        """One transaction for all of them."""
+        if len(messages) <= 1 or not all(isinstance(m, SQLMessage) for m in messages):
+            return super().delete_many(messages)
+        with self._transaction() as conn:
+            missed = [m for m in messages if not self._exec(conn, "DELETE FROM {t} WHERE message_id = ? AND receipt = ?",
+                                                             (m.message_id, m.receipt_handle))]
+        for message in missed:
+            self._not_deleted(message)
+        return []
+
+    def delete_handles(self, handles: list[tuple[str, str]]) -> int:
+        with self._transaction() as conn:
+            return sum(self._exec(conn, "DELETE FROM {t} WHERE message_id = ? AND receipt = ?", h) for h in handles)
+
+    def release_claim(self, base: str) -> int:
+        with self._transaction() as conn:
+            released = self._exec(conn, "UPDATE {t} SET visible_at = {now} WHERE queue = ? AND receipt LIKE ?"
+                                  " AND visible_at > {now}", (self.queue_name, base + "-%"))
+            if released:
+                self._notify(conn, self.queue_name)
+        return released
+
+    def release_handles(self, handles: list[tuple[str, str]]) -> int:
+        with self._transaction() as conn:
+            released = sum(self._exec(conn, "UPDATE {t} SET visible_at = {now} WHERE message_id = ? AND receipt = ?", h)
+                           for h in handles)
+            if released:
+                self._notify(conn, self.queue_name)
+        return released
+
+    @staticmethod
+    def _not_deleted(message: SQLMessage) -> None:
+        logger.warning("message %s was not deleted: it was redelivered after its visibility timeout "
+                       "or deleted already", message.message_id)
 
     # -- dead letters ---------------------------------------------------------------------------
 

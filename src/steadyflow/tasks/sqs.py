@@ -102,6 +102,42 @@ class SQSBackend(Backend):
             ids.extend(by_id[i] for i in range(len(entries)))
         return ids
 
+    def delete_many(self, messages: list[Any]) -> list[tuple[Any, BaseException]]:
+        """`DeleteMessageBatch`, 10 per request."""
+        failures: list[tuple[Any, BaseException]] = []
+        for start in range(0, len(messages), 10):
+            chunk = messages[start:start + 10]
+            if len(chunk) == 1:
+                try:
+                    chunk[0].delete()
+                except Exception as exc:  # noqa: BLE001 - reported to the caller
+                    failures.append((chunk[0], exc))
+                continue
+            response = self.sqs.meta.client.delete_message_batch(
+                QueueUrl=self.url, Entries=[{"Id": str(i), "ReceiptHandle": m.receipt_handle} for i, m in enumerate(chunk)])
+            for failed in response.get("Failed", []):
+                failures.append((chunk[int(failed["Id"])], TaskQueueError(
+                    f"SQS did not delete message {chunk[int(failed['Id'])].message_id}: "
+                    f"{failed.get('Code')}: {failed.get('Message')}")))
+        return failures
+
+    def _batches(self, action: str, handles: list[tuple[str, str]], **extra: Any) -> int:
+        client, done = self.sqs.meta.client, 0
+        for start in range(0, len(handles), 10):
+            entries = [{"Id": str(i), "ReceiptHandle": receipt, **extra} for i, (_, receipt) in enumerate(handles[start:start + 10])]
+            response = getattr(client, action)(QueueUrl=self.url, Entries=entries)
+            done += len(response.get("Successful", []))
+            for failed in response.get("Failed", []):
+                logger.info("%s: message %s: %s: %s", action, handles[start + int(failed["Id"])][0], failed.get("Code"),
+                            failed.get("Message"))
+        return done
+
+    def delete_handles(self, handles: list[tuple[str, str]]) -> int:
+        return self._batches("delete_message_batch", handles)
+
+    def release_handles(self, handles: list[tuple[str, str]]) -> int:
+        return self._batches("change_message_visibility_batch", handles, VisibilityTimeout=0)
+
     def receive(self, *, max_messages, wait_time, visibility_timeout, stop=None) -> list[Any]:
         return self.queue.receive_messages(
             AttributeNames=["All"], MessageAttributeNames=["All"], MaxNumberOfMessages=max_messages,

@@ -23,6 +23,7 @@ passes. The child dies with its consumer (`PR_SET_PDEATHSIG` on Linux, a parent 
 
 from __future__ import annotations
 
+import _thread
 import ctypes
 import logging
 import multiprocessing
@@ -113,7 +114,9 @@ def _child_main(handler: Any, args: tuple, kwargs: dict, writer: Any, parent_pid
     local._forward = lambda url, send_kwargs: send(("send", url, send_kwargs))
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, lambda signum, frame: _interrupt(handler))
-    threading.Thread(target=_watchdog, args=(handler, send, parent_pid), daemon=True, name="steadyflow-watchdog").start()
+    # A bare thread: `threading.Thread` costs a short task a few hundred microseconds more here (its
+    # start-up handshake and objects, in a freshly forked process where every page written is copied).
+    _thread.start_new_thread(_watchdog, (handler, send, parent_pid))
     try:
         result = handler.run(*args, **kwargs)
     except BaseException as exc:  # noqa: BLE001 - everything is reported to the parent
@@ -192,28 +195,126 @@ def _load_exception(payload: tuple) -> BaseException:
     return exc
 
 
+class _ForkedChild:
+    """A child made by `os.fork()` directly: the part of `multiprocessing.Process` `_supervise` uses.
+
+    `multiprocessing`'s fork start method costs a task about a millisecond more (two more pipes,
+    a finalizer, its bootstrap in the child), which is most of a short task's overhead. The child
+    is watched through a pidfd, so its exit is seen exactly (not when the last copy of a pipe
+    closes) and it is reaped by `join()`.
+    """
+
+    def __init__(self, handler: Any, args: tuple, kwargs: dict, writer: Any) -> None:
+        parent_pid = os.getpid()
+        name = f"steadyflow-task:{type(handler).__name__}"
+        self.exitcode: int | None = None
+        self.pid = os.fork()
+        if self.pid == 0:  # the child: never returns
+            try:
+                _forked_child_setup(name)
+                _child_main(handler, args, kwargs, writer, parent_pid)
+            finally:
+                os._exit(1)
+        try:
+            self.sentinel = os.pidfd_open(self.pid)
+        except OSError:
+            os.kill(self.pid, signal.SIGKILL)
+            os.waitpid(self.pid, 0)
+            raise
+
+    def _reap(self, flags: int) -> None:
+        if self.exitcode is None:
+            pid, status = os.waitpid(self.pid, flags)
+            if pid:
+                self.exitcode = os.waitstatus_to_exitcode(status)
+
+    def is_alive(self) -> bool:
+        self._reap(os.WNOHANG)
+        return self.exitcode is None
+
+    def join(self) -> None:
+        self._reap(0)
+
+    def close(self) -> None:
+        os.close(self.sentinel)
+
+
+_devnull_stdin: Any = None
+
+
+def _prepare_stdin() -> None:
+    """Open, in the consumer and once, the /dev/null stream that replaces `sys.stdin` in children."""
+    global _devnull_stdin
+    if _devnull_stdin is None and sys.stdin is not None:
+        try:
+            _devnull_stdin = open(os.open(os.devnull, os.O_RDONLY), encoding="utf-8")  # noqa: SIM115 - kept open
+        except OSError:
+            _devnull_stdin = False
+
+
+def _forked_child_setup(name: str) -> None:
+    """What `multiprocessing` does in a child it forks, apart from its own bookkeeping."""
+    from multiprocessing import util
+
+    try:
+        multiprocessing.current_process().name = name
+    except Exception:  # noqa: BLE001 - cosmetic
+        pass
+    if sys.stdin is not None and _devnull_stdin:  # as multiprocessing's `_close_stdin()`, with a stream made beforehand
+        try:
+            sys.stdin.close()
+        except (OSError, ValueError):
+            pass
+        sys.stdin = _devnull_stdin
+    elif sys.stdin is not None:
+        util._close_stdin()  # type: ignore[attr-defined]
+    util._finalizer_registry.clear()  # type: ignore[attr-defined]
+    util._run_after_forkers()  # type: ignore[attr-defined]
+
+
+def _direct_fork(handler: Any) -> bool:
+    return handler.start_method == "fork" and hasattr(os, "pidfd_open") and hasattr(os, "waitstatus_to_exitcode")
+
+
 def run_in_child(handler: Any, args: tuple, kwargs: dict) -> Any:
     """Run `handler.run(*args, **kwargs)` in a child process, keeping the message invisible meanwhile."""
-    ctx = multiprocessing.get_context(handler.start_method)
-    reader, writer = ctx.Pipe(duplex=False)
-    proc = ctx.Process(target=_child_main, args=(handler, args, kwargs, writer, os.getpid()),
-                       name=f"steadyflow-task:{type(handler).__name__}")
-    proc.start()
+    if _direct_fork(handler):
+        _prepare_stdin()
+        reader, writer = multiprocessing.connection.Pipe(duplex=False)
+        try:
+            proc: Any = _ForkedChild(handler, args, kwargs, writer)
+        except BaseException:
+            reader.close()
+            writer.close()
+            raise
+    else:
+        ctx = multiprocessing.get_context(handler.start_method)
+        reader, writer = ctx.Pipe(duplex=False)
+        proc = ctx.Process(target=_child_main, args=(handler, args, kwargs, writer, os.getpid()),
+                           name=f"steadyflow-task:{type(handler).__name__}")
+        proc.start()
     writer.close()
     try:
         os.setpgid(proc.pid, proc.pid)
     except OSError:
         pass
+    book = handler.__dict__.get("_book")  # the worker consumer's (see ledger.py)
     try:
-        return _supervise(handler, proc, reader)
+        if book is not None:
+            book.child(proc.pid)
+        return _supervise(handler, proc, reader, book)
     finally:
         if proc.is_alive():
             _signal_group(proc.pid, signal.SIGKILL)
         proc.join()
+        if isinstance(proc, _ForkedChild):
+            proc.close()
         reader.close()
+        if book is not None:
+            book.child(None)
 
 
-def _supervise(handler: Any, proc: Any, reader: Any) -> Any:
+def _supervise(handler: Any, proc: Any, reader: Any, book: Any = None) -> Any:
     now = time.monotonic()
     hard_at = now + (handler._start_time + handler.hard_timeout - time.time())
     next_tick = now + handler.alarm_timeout
@@ -223,8 +324,17 @@ def _supervise(handler: Any, proc: Any, reader: Any) -> Any:
     outcome: tuple | None = None
     exited = False
     sources = [reader]
+    # The consumer's own work that waits until a child runs: deletes of earlier tasks' messages.
+    background_at = now if book is not None else float("inf")
     while not exited:
         now = time.monotonic()
+        if now >= background_at:
+            try:
+                background_at = book.while_running(now)
+            except Exception:  # noqa: BLE001 - never let it disturb the supervision
+                logger.exception("background work of the consumer failed")
+                background_at = float("inf")
+            now = time.monotonic()
         if interrupted is None:
             if now >= hard_at:
                 interrupted = "timeout"
@@ -246,6 +356,7 @@ def _supervise(handler: Any, proc: Any, reader: Any) -> Any:
             _signal_group(proc.pid, signal.SIGKILL)
             kill_at = float("inf")
         deadlines = [kill_at] if interrupted else [hard_at, next_tick, _shutdown_at or float("inf")]
+        deadlines.append(background_at)
         timeout = max(0.0, min(min(deadlines) - now, 5.0))
         ready = multiprocessing.connection.wait([proc.sentinel, *sources], timeout)
         if sources and (reader in ready or proc.sentinel in ready):

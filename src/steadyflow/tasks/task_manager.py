@@ -22,6 +22,7 @@ from ..errors import ConfigError
 from . import body as message_body
 from .backend import Backend, DeadLetter, string_attribute
 from .errors import BadMessage
+from .ledger import MessageBook
 from .local import LocalBackend, LocalQueue
 from .urls import open_backend, redact
 
@@ -132,9 +133,11 @@ class TaskManager:
         return self.messages(wait_time=wait_time, sqs_timeout=sqs_timeout)
 
     def messages(self, wait_time: float = 20, sqs_timeout: float = 20, *, batch_size: int = 1,
-                 stop: Callable[[], bool] | None = None) -> Iterator[tuple[str, dict[str, Any], Any]]:
-        """`task_generator()` with two more options: receive `batch_size` (≤ 10) messages per call,
-        and end when `stop()` turns true (checked between messages)."""
+                 stop: Callable[[], bool] | None = None,
+                 book: MessageBook | None = None) -> Iterator[tuple[str, dict[str, Any], Any]]:
+        """`task_generator()` with more options: receive `batch_size` (≤ 10) messages per call,
+        end when `stop()` turns true (checked between messages), and `book`, where the worker's
+        consumer notes what it holds (its pending deletes are sent before a receive that waits)."""
         if 0 > wait_time or wait_time > MAX_WAIT_TIME:
             raise ValueError(f"Invalid polling wait time {wait_time}; must be between 0 and 20")
         if 0 > sqs_timeout or sqs_timeout > MAX_SQS_TIMEOUT:
@@ -142,15 +145,27 @@ class TaskManager:
         if not 1 <= batch_size <= 10:
             raise ValueError(f"Invalid batch size {batch_size}; must be between 1 and 10")
         stop = stop or (lambda: False)
-        return self._messages(wait_time, sqs_timeout, batch_size, stop)
+        return self._messages(wait_time, sqs_timeout, batch_size, stop, book)
 
-    def _messages(self, wait_time: float, sqs_timeout: float, batch_size: int,
-                  stop: Callable[[], bool]) -> Iterator[tuple[str, dict[str, Any], Any]]:
+    def _messages(self, wait_time: float, sqs_timeout: float, batch_size: int, stop: Callable[[], bool],
+                  book: MessageBook | None) -> Iterator[tuple[str, dict[str, Any], Any]]:
         import time
 
         while not stop():
-            messages = self.backend.receive(max_messages=batch_size, wait_time=wait_time,
-                                            visibility_timeout=sqs_timeout, stop=stop)
+            messages = []
+            if book is not None and len(book):
+                # Deletes are pending: take more work if there is some now (they go out while it runs),
+                # else send them before waiting.
+                if book.due() > time.monotonic():
+                    messages = self.backend.receive(max_messages=batch_size, wait_time=0,
+                                                    visibility_timeout=sqs_timeout, stop=stop)
+                if not messages:
+                    book.flush()
+            if not messages:
+                messages = self.backend.receive(max_messages=batch_size, wait_time=wait_time,
+                                                visibility_timeout=sqs_timeout, stop=stop)
+            if book is not None:
+                book.received(messages)
             if not messages:
                 logger.debug("waiting for work from %s", redact(self.url))
             received = time.monotonic()
@@ -164,6 +179,8 @@ class TaskManager:
                     task, kwargs = message_body.decode(message.body)
                 except BadMessage as exc:
                     self.reject(message, exc)
+                    if book is not None:
+                        book.released(message)
                     continue
                 yield task, kwargs, message
 

@@ -9,6 +9,10 @@ the dead-letter queue with the reason, and the consumer goes on.
 
 SIGTERM or Ctrl-C on the supervisor: consumers stop taking messages; a task still running after
 `shutdown_grace` seconds is stopped and its message handed back (made visible again at once).
+
+A consumer deletes the messages of tasks that succeeded in batches, while the next task runs, and
+keeps the record of what it holds in memory it shares with the supervisor, which settles it if the
+consumer dies (see `ledger.py`).
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ from ..errors import ConfigError
 from . import registry, supervise
 from .backend import receive_count
 from .errors import UnknownTaskName
+from .ledger import MessageBook, SharedSlot, holds_any, settle
 from .task_manager import TaskManager
 from .urls import redact
 
@@ -51,10 +56,13 @@ class Consumer:
     """Receives messages from one queue and runs each one's registered task."""
 
     def __init__(self, options: WorkerOptions, tasks: dict[str, registry.Task] | None = None,
-                 notify: Callable[..., Any] | None = None, manager: TaskManager | None = None) -> None:
+                 notify: Callable[..., Any] | None = None, manager: TaskManager | None = None,
+                 shared: SharedSlot | None = None) -> None:
         self.options = options
         self.tasks = registry.registered() if tasks is None else tasks
         self.manager = manager or TaskManager(options.url, notify=notify)
+        # What it holds, for its supervisor should it die; deletes it batches (see ledger.py).
+        self.book = MessageBook(self.manager.backend, shared=shared)
         self.stopping = False
         self.handled = 0
 
@@ -64,13 +72,25 @@ class Consumer:
     def run(self) -> None:
         options = self.options
         messages = self.manager.messages(options.wait_time, options.visibility_timeout,
-                                         batch_size=options.batch_size, stop=lambda: self.stopping)
-        for name, kwargs, message in messages:
-            self.handle(name, kwargs, message)
-            if self.stopping:
-                break
+                                         batch_size=options.batch_size, stop=lambda: self.stopping,
+                                         book=self.book)
+        try:
+            for name, kwargs, message in messages:
+                self.handle(name, kwargs, message)
+                if self.stopping:
+                    break
+        finally:
+            self.book.flush()
 
     def handle(self, name: str, kwargs: dict[str, Any], message: Any) -> None:
+        if self.book.due() <= time.monotonic():
+            self.book.flush()
+        try:
+            self._handle(name, kwargs, message)
+        finally:
+            self.book.finished(message)
+
+    def _handle(self, name: str, kwargs: dict[str, Any], message: Any) -> None:
         task = self.tasks.get(name)
         if task is None:
             known = ", ".join(sorted(self.tasks)) or "none"
@@ -87,7 +107,9 @@ class Consumer:
             self.manager.reject(message, TypeError(problem), problem)
             return
         try:
-            with task.handler(message, kwargs) as handler:
+            handler = task.handler(message, kwargs)
+            handler._book = self.book  # type: ignore[attr-defined] - deletes it later, with others
+            with handler:
                 handler.run()
         except supervise.HandedBack:
             self.stopping = True
@@ -110,9 +132,9 @@ def import_modules(modules: list[str]) -> None:
         raise ConfigError(f"no @task is registered by {', '.join(modules)}")
 
 
-def _consumer_main(options: WorkerOptions, manager: TaskManager) -> None:
+def _consumer_main(options: WorkerOptions, manager: TaskManager, shared: SharedSlot | None = None) -> None:
     supervise._set_parent_death_signal(signal.SIGTERM)  # the supervisor died: stop gracefully
-    consumer = Consumer(options, manager=manager)
+    consumer = Consumer(options, manager=manager, shared=shared)
 
     def on_term(signum: int, frame: Any) -> None:
         supervise.request_shutdown(0 if consumer.stopping else options.shutdown_grace)
@@ -134,6 +156,9 @@ def serve(options: WorkerOptions, on_start: Callable[[list[int]], None] | None =
     # (a boto3 resource takes ~0.1 s to build). Each child opens its own connections on first use.
     manager = TaskManager(options.url)
     ctx = multiprocessing.get_context("fork")
+    # Where each consumer keeps the record of the messages it holds, settled here should it die.
+    shared = {slot: SharedSlot() for slot in range(options.processes)}
+    settler: list[Any] = []  # the supervisor's own queue connection, made when first needed
     children: dict[int, Any] = {}
     restart_at: dict[int, float] = {}
     delays: dict[int, float] = {}
@@ -149,10 +174,27 @@ def serve(options: WorkerOptions, on_start: Callable[[list[int]], None] | None =
     previous = {s: signal.signal(s, on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
 
     def start(slot: int) -> None:
-        proc = ctx.Process(target=_consumer_main, args=(options, manager), name=f"steadyflow-tasks-consumer-{slot}")
+        shared[slot].clear()
+        proc = ctx.Process(target=_consumer_main, args=(options, manager, shared[slot]),
+                           name=f"steadyflow-tasks-consumer-{slot}")
         proc.start()
         children[slot] = proc
         restart_at.pop(slot, None)
+
+    def settle_for(pid: int, record: bytes, child: int | None) -> None:
+        """Delete the messages a dead consumer had handled, hand back the others (see ledger.py)."""
+        if not holds_any(record):
+            return
+        try:
+            if not settler:
+                settler.append(TaskManager(options.url).backend)
+        except Exception as exc:  # noqa: BLE001 - its messages come back after their visibility timeout
+            logger.warning("cannot settle the messages of consumer %s (%s: %s)", pid, type(exc).__name__, exc)
+            return
+        deleted, handed_back = settle(record, child, settler[0])
+        if deleted or handed_back:
+            logger.warning("consumer %s died holding messages: deleted %d whose tasks had succeeded, handed back %d",
+                           pid, deleted, handed_back)
 
     try:
         for slot in range(options.processes):
@@ -171,14 +213,17 @@ def serve(options: WorkerOptions, on_start: Callable[[list[int]], None] | None =
                 if slot in restart_at or proc.is_alive():
                     continue
                 proc.join()
+                record, child = shared[slot].read(), shared[slot].read_child()
                 code = proc.exitcode or 0
                 if code < 0:
                     delays[slot] = 0.0
                     logger.warning("consumer %s was killed by signal %s; restarting it", proc.pid, -code)
+                    start(slot)
                 else:
                     delays[slot] = min(30.0, max(1.0, delays.get(slot, 0.0) * 2))
                     logger.error("consumer %s exited with code %s; restarting it in %gs", proc.pid, code, delays[slot])
-                restart_at[slot] = time.monotonic() + delays[slot]
+                    restart_at[slot] = time.monotonic() + delays[slot]
+                settle_for(proc.pid, record, child)
         for proc in children.values():
             if proc.is_alive():
                 os.kill(proc.pid, signal.SIGTERM)
