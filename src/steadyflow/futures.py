@@ -185,3 +185,25 @@ def as_completed(*fs: Any) -> Iterator[Any]:
         for f in ready:
             remaining.remove(f)
             yield f
+
+
+def futures_in(value: Any) -> list[Future]:
+    """Futures among arguments, also inside lists, tuples and dicts (a fan-in passes a list)."""
+    if isinstance(value, Future):
+        return [value]
+    if isinstance(value, (list, tuple)):
+        return [f for v in value for f in futures_in(v)]
+    if isinstance(value, dict):
+        return [f for v in value.values() for f in futures_in(v)]
+    return []
+
+
+def resolved(value: Any) -> Any:
+    """Arguments with each (finished) future replaced by its result."""
+    if isinstance(value, Future):
+        return value.result
+    if isinstance(value, (list, tuple)):
+        return [resolved(v) for v in value]
+    if isinstance(value, dict):
+        return {k: resolved(v) for k, v in value.items()}
+    return value

@@ -9,6 +9,7 @@ records the execution's own `workflowId` and `runId`, so a saved history replays
 from __future__ import annotations
 
 import datetime as _dt
+import json
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -137,3 +138,15 @@ def parse_timestamp(value: Any) -> float:
     if isinstance(value, (int, float)):
         return float(value)
     return _dt.datetime.fromisoformat(str(value).replace("Z", "+00:00")).timestamp()
+
+
+def recorded_attempt(control: object) -> int | None:
+    """The attempt number a decider records in an activity's `control` (`{"attempt": n}`), if any."""
+    if not isinstance(control, str) or not control.startswith("{"):
+        return None
+    try:
+        value = json.loads(control)
+    except ValueError:
+        return None
+    attempt = value.get("attempt") if isinstance(value, dict) else None
+    return attempt if isinstance(attempt, int) else None

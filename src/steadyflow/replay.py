@@ -49,7 +49,7 @@ from .errors import (
     TaskTimedOut,
     WorkflowError,
 )
-from .futures import Future
+from .futures import Future, futures_in, resolved
 from .payload import json as sfjson
 from .payload.converter import Payloads, default_payloads
 from .payload.serializers import SAFE
@@ -416,7 +416,7 @@ class Executor(LinksMixin):
         self, future: Future, args: tuple[Any, ...], kwargs: dict[str, Any], go: Callable[[list[Any], dict[str, Any]], None]
     ) -> None:
         """Call `go` with resolved arguments now, or once the futures among them have finished."""
-        if any(not f.finished for f in _futures_in((args, kwargs))):
+        if any(not f.finished for f in futures_in((args, kwargs))):
             self._deferred.append((future, args, kwargs, go))
         else:
             self._prepare(future, args, kwargs, go)
@@ -424,16 +424,16 @@ class Executor(LinksMixin):
     def _prepare(
         self, future: Future, args: tuple[Any, ...], kwargs: dict[str, Any], go: Callable[[list[Any], dict[str, Any]], None]
     ) -> None:
-        failed = next((d for d in _futures_in((args, kwargs)) if d.exception is not None and d._raises), None)
+        failed = next((d for d in futures_in((args, kwargs)) if d.exception is not None and d._raises), None)
         if failed is not None:
             future.set_exception(failed.exception, self._order())  # type: ignore[arg-type]
             return
-        go(_resolved(list(args)), _resolved(kwargs))
+        go(resolved(list(args)), resolved(kwargs))
 
     def _flush_deferred(self) -> None:
         waiting = []
         for future, args, kwargs, go in self._deferred:
-            if all(f.finished for f in _futures_in((args, kwargs))):
+            if all(f.finished for f in futures_in((args, kwargs))):
                 self._prepare(future, args, kwargs, go)
             else:
                 waiting.append((future, args, kwargs, go))
@@ -621,28 +621,6 @@ def _signal_value(value: Any) -> Any:
     """A signal's input as `wait_signal` returns it, without simpleflow's `__` keys."""
     if isinstance(value, dict):
         return {k: v for k, v in value.items() if not k.startswith("__")}
-    return value
-
-
-def _futures_in(value: Any) -> list[Future]:
-    """Futures among arguments, also inside lists, tuples and dicts (a fan-in passes a list)."""
-    if isinstance(value, Future):
-        return [value]
-    if isinstance(value, (list, tuple)):
-        return [f for v in value for f in _futures_in(v)]
-    if isinstance(value, dict):
-        return [f for v in value.values() for f in _futures_in(v)]
-    return []
-
-
-def _resolved(value: Any) -> Any:
-    """Arguments with each (finished) future replaced by its result."""
-    if isinstance(value, Future):
-        return value.result
-    if isinstance(value, (list, tuple)):
-        return [_resolved(v) for v in value]
-    if isinstance(value, dict):
-        return {k: _resolved(v) for k, v in value.items()}
     return value
 
 

@@ -9,7 +9,7 @@ from collections.abc import Callable, Iterator
 from typing import Any, NamedTuple
 
 from ..errors import TaskFailed, WorkflowError
-from ..futures import FINISHED, PENDING, RUNNING, Future
+from ..futures import FINISHED, PENDING, RUNNING, Future, futures_in, resolved
 from ..workflow import Workflow, current_executor
 from .tasks import ActivityTask, AggregateException, Chain, FuncGroup, Group, Submittable, WorkflowTask
 
@@ -346,7 +346,7 @@ class _FuncNode(_Node):
             return
         if not self.started or self.ended is not None:
             return
-        deps = _futures_in((self.spec.args, self.spec.kwargs))
+        deps = futures_in((self.spec.args, self.spec.kwargs))
         if any(not d.finished for d in deps):
             return
         failed = next((d for d in deps if d.exception is not None and d._raises), None)
@@ -371,8 +371,8 @@ class _FuncNode(_Node):
         inner.start(())
 
     def _call(self) -> Any:
-        args = [*_resolved(self.spec.args), *self.extra]
-        kwargs = _resolved(self.spec.kwargs)
+        args = [*resolved(self.spec.args), *self.extra]
+        kwargs = resolved(self.spec.kwargs)
         # Called from the decider thread when its turn comes there: `@cached` inside must still
         # find the executor, so its markers replay.
         token = current_executor.set(self.workflow.executor)
@@ -395,27 +395,7 @@ class _FuncNode(_Node):
         if self.inner is not None:
             yield from self.inner.waiting_on()
         elif self.ended is None:
-            yield from (d for d in _futures_in((self.spec.args, self.spec.kwargs)) if not d.finished)
-
-
-def _futures_in(value: Any) -> list[Future]:
-    if isinstance(value, Future):
-        return [value]
-    if isinstance(value, (list, tuple)):
-        return [f for v in value for f in _futures_in(v)]
-    if isinstance(value, dict):
-        return [f for v in value.values() for f in _futures_in(v)]
-    return []
-
-
-def _resolved(value: Any) -> Any:
-    if isinstance(value, Future):
-        return value.result
-    if isinstance(value, (list, tuple)):
-        return [_resolved(v) for v in value]
-    if isinstance(value, dict):
-        return {k: _resolved(v) for k, v in value.items()}
-    return value
+            yield from (d for d in futures_in((self.spec.args, self.spec.kwargs)) if not d.finished)
 
 
 # -- the driver -----------------------------------------------------------------------------------

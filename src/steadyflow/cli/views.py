@@ -25,7 +25,6 @@ are profiled as simpleflow does, from their initiation, start and close events.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from typing import Any
 
@@ -99,18 +98,6 @@ def _type_name(value: Any) -> str:
     return "" if value is None else str(value)
 
 
-def _control_attempt(control: Any) -> int | None:
-    """The attempt number the decider records in `control` (`{"attempt": n}`), if any."""
-    if not isinstance(control, str) or not control.startswith("{"):
-        return None
-    try:
-        value = json.loads(control)
-    except ValueError:
-        return None
-    attempt = value.get("attempt") if isinstance(value, dict) else None
-    return attempt if isinstance(attempt, int) else None
-
-
 def attempts(events: list[Event]) -> list[Attempt]:
     """Every activity attempt and child workflow of a history, in the order they were scheduled."""
     out: list[Attempt] = []
@@ -122,7 +109,7 @@ def attempts(events: list[Event]) -> list[Attempt]:
         if e.event_type == h.ACTIVITY_TASK_SCHEDULED:
             task = str(a.get("activityId", e.event_id))
             tries[task] = tries.get(task, 0) + 1
-            number = _control_attempt(a.get("control")) or tries[task]
+            number = h.recorded_attempt(a.get("control")) or tries[task]
             activities[e.event_id] = item = Attempt("activity", task, _type_name(a.get("activityType")),
                                                     e.timestamp, attempt=number)
             out.append(item)

@@ -8,7 +8,6 @@ reaches the page is escaped by Jinja, never by hand.
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass, field
 from typing import Any
@@ -106,17 +105,6 @@ class Bar:
         }
 
 
-def _attempt(control: Any) -> int | None:
-    if not isinstance(control, str) or not control.startswith("{"):
-        return None
-    try:
-        value = json.loads(control)
-    except ValueError:
-        return None
-    attempt = value.get("attempt") if isinstance(value, dict) else None
-    return attempt if isinstance(attempt, int) else None
-
-
 def _name(value: Any) -> str:
     """`{"name": ..., "version": ...}` (SWF's type attributes) as a name."""
     if isinstance(value, dict):
@@ -136,7 +124,7 @@ def bars(events: list[Event]) -> list[Bar]:
         kind = ev.event_type
         if kind == h.ACTIVITY_TASK_SCHEDULED:
             bar = Bar("activity", str(a.get("activityId", ev.event_id)), _name(a.get("activityType")),
-                      ev.timestamp, attempt=_attempt(a.get("control")), event_id=ev.event_id)
+                      ev.timestamp, attempt=h.recorded_attempt(a.get("control")), event_id=ev.event_id)
             activities[ev.event_id] = bar
             out.append(bar)
         elif kind == h.ACTIVITY_TASK_STARTED:
