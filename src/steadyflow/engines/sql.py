@@ -357,12 +357,14 @@ class SQLEngine(LinksMixin, SchemaMigrations, Engine):
         """
 
         def attempt(conn: Conn) -> Any:
+            self._tx.timed_out = []
             if self.dialect.fire_in_lease:
                 self._fire_batch(conn)
             row = lookup(conn)
             return _GONE if row is None else action(conn, row)
 
         result = self._run(attempt, retry_after_commit=retry_after_commit, durable=durable)
+        self._count_timeouts()
         if result is _GONE:
             if not self.dialect.fire_in_lease:
                 self.fire_due()
@@ -776,11 +778,16 @@ class SQLEngine(LinksMixin, SchemaMigrations, Engine):
         while True:
             self._tx.timed_out = []
             count = self._run(self._fire_batch)
-            for name in self._tx.timed_out:  # counted once committed, in whichever process fired them
-                metrics.task_finished(name, "timed_out")
+            self._count_timeouts()
             fired += count
             if count < FIRE_BATCH:
                 return fired
+
+    def _count_timeouts(self) -> None:
+        """Count the activity timeouts the last committed transaction fired (in this process only)."""
+        for name in getattr(self._tx, "timed_out", ()):
+            metrics.task_finished(name, "timed_out")
+        self._tx.timed_out = []
 
     def _fire_batch(self, conn: Conn) -> int:
         """Fire what is due and not claimed by another transaction, up to `FIRE_BATCH` of each kind."""
@@ -801,7 +808,7 @@ class SQLEngine(LinksMixin, SchemaMigrations, Engine):
             attrs.update(timeoutType=act["deadline_kind"], details=act["heartbeat_details"])
             self._append(conn, act["execution"], h.ACTIVITY_TASK_TIMED_OUT, **attrs)
             self._schedule_decision(conn, act["execution"])
-            self._tx.timed_out.append(act["name"])
+            self._tx.__dict__.setdefault("timed_out", []).append(act["name"])
             fired += 1
         for ex in conn.execute(self._sql("expired_decisions", "claim"), (now,)).fetchall():
             failures = ex["decision_failures"]
