@@ -7,7 +7,6 @@ import pytest
 from steadyflow.decider import Decider
 from steadyflow.engines import open_engine
 from steadyflow.local import InlineDriver, start
-from steadyflow.replay import Executor
 from tests.fixtures import workflows as wf
 
 
@@ -74,5 +73,9 @@ def test_the_cache_is_bounded(engine):
 
 def test_cache_off(engine, monkeypatch):
     monkeypatch.setenv("STEADYFLOW_DECIDER_CACHE", "0")
-    assert Decider(engine, "x").cache is None
-    assert isinstance(Executor(wf.Sequential), Executor)
+    decider = Decider(engine, "off", [wf.Sequential])
+    assert decider.cache is None
+    wid, _ = start(engine, wf.Sequential, [2], task_list="off")
+    driver = InlineDriver(engine, "off", (wf.Sequential,))
+    driver.decider = decider
+    assert finish(engine, driver, wid) == 2  # every decision replays the whole history

@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import json
-import multiprocessing
 import os
 import signal
 import sys
 import threading
 import time
-from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -20,6 +18,7 @@ from steadyflow.engines import open_engine
 from steadyflow.errors import ConfigError
 from steadyflow.worker import PoolError, WorkerPool
 from steadyflow.worker.pool import SHUTDOWN_REASON
+from tests.fixtures import pool_helpers
 from tests.fixtures.pool_helpers import events, schedule
 
 # Children are spawned with this process's sys.path; they import the fixtures as `tests.fixtures...`.
@@ -95,31 +94,9 @@ def wait_events(engine, wid, event_type, count=1):
     )
 
 
-@contextmanager
 def running_pool(engine, processes=1, grace=10.0, **kwargs):
-    """Run a pool in a thread; on exit stop it with `grace` and check that it ended cleanly."""
-    pool = WorkerPool(engine, TASK_LIST, processes=processes, modules=(MOD,), **kwargs)
-    stop = threading.Event()
-    errors = []
-
-    def target():
-        try:
-            pool.run(stop)
-        except BaseException as exc:
-            errors.append(exc)
-
-    thread = threading.Thread(target=target, name="pool-supervisor", daemon=True)
-    thread.start()
-    try:
-        yield pool
-    finally:
-        pool.stop(grace)
-        thread.join(grace + 20)
-    assert not thread.is_alive(), "the supervisor did not stop"
-    if errors:
-        raise errors[0]
-    assert pool.alive == 0 and pool.running == 0
-    assert not [p for p in multiprocessing.active_children() if p.name.startswith("steadyflow-worker")]
+    """The shared helper, on this module's task list and activities."""
+    return pool_helpers.running_pool(engine, TASK_LIST, (MOD,), processes=processes, grace=grace, **kwargs)
 
 
 def gone(pid):
