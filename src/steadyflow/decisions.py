@@ -27,6 +27,22 @@ class ScheduleActivityTask:
     #: Tasks with the same key share the task list's per-key concurrency limit.
     concurrency_key: str | None = None
 
+    def event_attributes(self) -> dict[str, object]:
+        """The attributes of the `ActivityTaskScheduled` it appends (every engine writes the same)."""
+        return {
+            "activityId": self.activity_id,
+            "activityType": {"name": self.name, "version": self.version},
+            "input": self.input,
+            "control": self.control,
+            "taskList": {"name": self.task_list},
+            "taskPriority": self.priority,
+            "scheduleToStartTimeout": self.schedule_to_start_timeout,
+            "startToCloseTimeout": self.start_to_close_timeout,
+            "scheduleToCloseTimeout": self.schedule_to_close_timeout,
+            "heartbeatTimeout": self.heartbeat_timeout,
+            "concurrencyKey": self.concurrency_key,
+        }
+
 
 @dataclass(frozen=True)
 class StartTimer:

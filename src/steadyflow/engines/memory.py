@@ -463,20 +463,7 @@ class MemoryEngine(Engine):
         for d in decisions:
             if isinstance(d, ScheduleActivityTask):
                 eid = self._append(
-                    ex,
-                    h.ACTIVITY_TASK_SCHEDULED,
-                    activityId=d.activity_id,
-                    activityType={"name": d.name, "version": d.version},
-                    input=d.input,
-                    control=d.control,
-                    taskList={"name": d.task_list},
-                    taskPriority=d.priority,
-                    scheduleToStartTimeout=d.schedule_to_start_timeout,
-                    startToCloseTimeout=d.start_to_close_timeout,
-                    scheduleToCloseTimeout=d.schedule_to_close_timeout,
-                    heartbeatTimeout=d.heartbeat_timeout,
-                    concurrencyKey=d.concurrency_key,
-                    decisionTaskCompletedEventId=completed,
+                    ex, h.ACTIVITY_TASK_SCHEDULED, **d.event_attributes(), decisionTaskCompletedEventId=completed
                 )
                 self._activities[(ex.run_id, eid)] = _Activity(ex.run_id, d, eid, now, self._next_seq())
             elif isinstance(d, StartTimer):

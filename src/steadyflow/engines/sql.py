@@ -564,20 +564,7 @@ class SQLEngine(LinksMixin, SchemaMigrations, Engine):
             return self._append(conn, execution, event_type, **attrs, decisionTaskCompletedEventId=completed)
 
         if isinstance(d, ScheduleActivityTask):
-            eid = emit(
-                h.ACTIVITY_TASK_SCHEDULED,
-                activityId=d.activity_id,
-                activityType={"name": d.name, "version": d.version},
-                input=d.input,
-                control=d.control,
-                taskList={"name": d.task_list},
-                taskPriority=d.priority,
-                scheduleToStartTimeout=d.schedule_to_start_timeout,
-                startToCloseTimeout=d.start_to_close_timeout,
-                scheduleToCloseTimeout=d.schedule_to_close_timeout,
-                heartbeatTimeout=d.heartbeat_timeout,
-                concurrencyKey=d.concurrency_key,
-            )
+            eid = emit(h.ACTIVITY_TASK_SCHEDULED, **d.event_attributes())
             timeouts = [getattr(d, k) for k in _TIMEOUTS]
             row = (
                 execution,
