@@ -33,8 +33,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.workloads import FanOutBench, SequentialBench, noop  # noqa: E402
+from bench.workloads import FanOutBench, OneStep, SequentialBench, noop  # noqa: E402
 from steadyflow import history as h  # noqa: E402
+from steadyflow.client import Client  # noqa: E402
 from steadyflow.decider import Decider  # noqa: E402
 from steadyflow.engines import open_engine  # noqa: E402
 from steadyflow.local import start  # noqa: E402
@@ -96,10 +97,12 @@ def run_until_closed(engine, cls, n: int, task_list: str) -> tuple[str, str, flo
     return wid, rid, time.perf_counter() - t0
 
 
-def run_split(url: str, cls, n: int, processes: int) -> dict:
-    """Decider and worker pool as processes of their own, started by the CLI as in a deployment."""
+@contextmanager
+def split(url: str, cls, task_list: str, processes: int) -> Iterator[tuple]:
+    """`steadyflow decider start` and `steadyflow worker start --processes N`, each a process of
+    its own as deployed, up and warm (one execution of `cls` ran). Yields (engine, the decider
+    process's CPU seconds so far: a callable)."""
     engine = open_engine(url)
-    task_list = f"bench-{cls.name}"
     env = dict(os.environ, PYTHONPATH=str(ROOT), STEADYFLOW_URL=url, LOG_LEVEL="WARNING")
     commands = (
         ["decider", "start", "--task-list", task_list, f"{cls.__module__}.{cls.__name__}"],
@@ -108,8 +111,7 @@ def run_split(url: str, cls, n: int, processes: int) -> dict:
     procs = [subprocess.Popen([sys.executable, "-m", "steadyflow", *c], env=env, cwd=ROOT) for c in commands]
     try:
         run_until_closed(engine, cls, 1, task_list)  # warm-up: both processes are up and polling
-        wid, rid, wall = run_until_closed(engine, cls, n, task_list)
-        return measure(engine, wid, rid, n, wall)
+        yield engine, lambda: process_cpu(procs[0].pid)
     finally:
         for proc in procs:
             proc.terminate()
@@ -118,25 +120,92 @@ def run_split(url: str, cls, n: int, processes: int) -> dict:
         engine.close()
 
 
-def run_one(url: str, cls, n: int, processes: int) -> dict:
+def process_cpu(pid: int) -> float:
+    """User + system CPU seconds of process `pid` so far (Linux `/proc/<pid>/stat`)."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def run_split(url: str, cls, n: int, processes: int) -> dict:
+    """`run_one` with the decider and the worker pool in processes of their own."""
+    return run_one(url, cls, n, processes, in_process=False)
+
+
+@contextmanager
+def standalone(url: str, workflows, task_list: str, processes: int) -> Iterator[tuple]:
+    """An engine with a decider thread and a worker pool of `processes` children, all running (the
+    children spawned before this yields). Yields (engine, decider CPU seconds so far: a callable)."""
     engine = open_engine(url)
-    task_list = f"bench-{cls.name}"
     stop = threading.Event()
     pool = WorkerPool(engine, task_list, processes=processes, modules=("bench.workloads",))
     pool_thread = threading.Thread(target=pool.run, args=(stop,), daemon=True)
     pool_thread.start()
-    while pool.alive < processes:  # children spawned before the clock starts
+    while pool.alive < processes or pool.last_poll is None:  # children spawned before the clock starts
         time.sleep(0.01)
-    decider = Decider(engine, task_list, [cls], activity_task_list=task_list)
-    dec_thread = threading.Thread(target=decider.run, args=(stop, 0.05), daemon=True)
+    decider = Decider(engine, task_list, list(workflows), activity_task_list=task_list)
+    cpu = {"start": None, "now": None}
+
+    def decide() -> None:  # the decider's own CPU time: its thread's, not the process's
+        cpu["start"] = time.thread_time()
+        try:
+            decider.run(stop, 1.0)
+        finally:
+            cpu["now"] = time.thread_time() - cpu["start"]
+
+    dec_thread = threading.Thread(target=decide, name="bench-decider", daemon=True)
     dec_thread.start()
-    wid, rid, wall = run_until_closed(engine, cls, n, task_list)
-    stop.set()
-    dec_thread.join(10)
-    pool_thread.join(30)
-    result = measure(engine, wid, rid, n, wall)
-    engine.close()
+    try:
+        yield engine, lambda: _thread_cpu(dec_thread, cpu)
+    finally:
+        stop.set()
+        dec_thread.join(10)
+        pool_thread.join(30)
+        engine.close()
+
+
+def _thread_cpu(thread: threading.Thread, cpu: dict) -> float:
+    """CPU seconds the decider thread used so far (`time.pthread_getcpuclockid` while it runs)."""
+    if cpu["now"] is not None:
+        return cpu["now"]
+    return time.clock_gettime(time.pthread_getcpuclockid(thread.ident)) - cpu["start"]
+
+
+def run_one(url: str, cls, n: int, processes: int, in_process: bool = True) -> dict:
+    """One execution of `cls` over `n` no-op activities; also the decider's CPU seconds for it.
+    `in_process`: decider thread and pool in this process (as `standalone`), else `split`."""
+    task_list = f"bench-{cls.name}"
+    shape = standalone(url, [cls], task_list, processes) if in_process else split(url, cls, task_list, processes)
+    with shape as (engine, decider_cpu):
+        before = decider_cpu()
+        wid, rid, wall = run_until_closed(engine, cls, n, task_list)
+        result = measure(engine, wid, rid, n, wall)
+        result["decider_cpu"] = decider_cpu() - before
     return result
+
+
+def round_trips(url: str, runs: int, processes: int, in_process: bool = True) -> dict:
+    """Start a one-activity workflow and wait for its result, `runs` times (after one warm-up):
+    milliseconds per round trip. The waiter looks every millisecond, as the peers' waiters do."""
+    task_list = f"bench-{OneStep.name}"
+    shape = standalone(url, [OneStep], task_list, processes) if in_process else split(url, OneStep, task_list, processes)
+    with shape as (engine, _):
+        client = Client(engine=engine)
+        times = []
+        for i in range(runs + 1):
+            t0 = time.perf_counter()
+            handle = client.start(OneStep, i, task_list=task_list)
+            while engine.describe_execution(handle.workflow_id, handle.run_id).is_open:
+                time.sleep(0.001)
+            assert handle.result() == i
+            times.append((time.perf_counter() - t0) * 1000)
+    return latency_summary(times[1:])
+
+
+def latency_summary(times_ms: list[float]) -> dict:
+    ordered = sorted(times_ms)
+    return {"p50": statistics.median(ordered), "p99": ordered[max(0, round(len(ordered) * 0.99) - 1)],
+            "runs": len(ordered)}
 
 
 def main() -> None:

@@ -3,10 +3,11 @@
     python3 bench/tasks.py [--tasks 2000] [--postgres URL] [--no-sqs] [--no-huey]
 
 For each steadyflow queue (a SQLite file, a fresh PostgreSQL schema, SQS on a local moto_server)
-it submits the tasks, starts `steadyflow tasks worker bench.tasks --processes 2`, and times until
-the queue is empty; every task is a no-op run in its own child process, as every task is. The same
-workload then runs on Huey with its SQLite storage and a 2-process consumer, installed in its own
-virtualenv under /tmp (created on first run). moto_server's SQS operations cost time proportional
+it starts `steadyflow tasks worker bench.tasks --processes 2`, lets it handle one task, then
+submits the tasks and times until the queue is empty; every task is a no-op run in its own child
+process, as every task is. The same workload then runs on Huey with its SQLite storage and a
+2-process consumer (`bench/peers/huey_peer.py`, in the benchmark's own virtualenv: see
+`bench/peers.sh`). Row 5 of the suite (`python3 -m bench`) is this measure. moto_server's SQS operations cost time proportional
 to the queue's length, so on SQS the producer keeps at most 60 messages queued (noted in the
 table). Prints one markdown table. Not a test: the numbers depend on the machine.
 """
@@ -14,6 +15,7 @@ table). Prints one markdown table. Not a test: the numbers depend on the machine
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shutil
 import signal
@@ -21,7 +23,6 @@ import socket
 import subprocess
 import sys
 import tempfile
-import textwrap
 import time
 import urllib.request
 import uuid
@@ -54,18 +55,27 @@ def _outstanding(tm) -> int:
     return int(attributes["ApproximateNumberOfMessages"]) + int(attributes["ApproximateNumberOfMessagesNotVisible"])
 
 
-def run_steadyflow(url: str, count: int, window: int | None) -> float:
-    """Seconds from the first submit until the queue is empty again."""
+def run_steadyflow(url: str, count: int, window: int | None, warm: bool = False) -> float:
+    """Seconds from the first submit until the queue is empty again. `warm`: the worker is started
+    and has handled one task before the clock starts (steady state, as the suite measures peers);
+    otherwise its start-up is part of the time."""
     from steadyflow.tasks import TaskManager
 
     tm = TaskManager(url)
     tm.purge()
+    worker = _worker(url) if warm else None
+    if worker is not None:
+        tm.send_many("bench-noop", [{"n": -1}])
+        while _outstanding(tm):
+            if worker.poll() is not None:
+                raise SystemExit(f"worker exited with {worker.returncode}")
+            time.sleep(0.01)
     started = time.perf_counter()
     submitted = 0
     if window is None:
         tm.send_many("bench-noop", [{"n": n} for n in range(count)])
         submitted = count
-    worker = _worker(url)
+    worker = worker or _worker(url)
     try:
         while True:
             left = _outstanding(tm)
@@ -84,49 +94,21 @@ def run_steadyflow(url: str, count: int, window: int | None) -> float:
         tm.close()
 
 
-HUEY_TASKS = textwrap.dedent('''
-    import os
-    from huey import SqliteHuey
-    huey = SqliteHuey(filename=os.environ["BENCH_HUEY_DB"])
-
-    @huey.task()
-    def noop(n):
-        return n
-''')
-
-HUEY_DRIVER = textwrap.dedent('''
-    import os, subprocess, sys, time
-    import bench_huey_tasks as t
-    count = int(sys.argv[1])
-    started = time.perf_counter()
-    for n in range(count):
-        t.noop(n)
-    consumer = subprocess.Popen([sys.executable, "-m", "huey.bin.huey_consumer", "bench_huey_tasks.huey",
-                                 "-w", "2", "-k", "process", "-q"], stdin=subprocess.DEVNULL)
-    try:
-        while t.huey.result_count() < count:
-            time.sleep(0.05)
-        print(time.perf_counter() - started)
-    finally:
-        consumer.send_signal(2)
-        consumer.wait(60)
-''')
-
-
 def run_huey(count: int) -> tuple[float, str]:
+    """Seconds for `count` tasks on Huey's SQLite storage, run by `bench/peers/huey_peer.py` in the
+    benchmark's own virtualenv (created by `bench/peers.sh` when missing); and Huey's version."""
     python = PEERS_VENV / "bin" / "python"
     if not python.exists():
-        subprocess.run([sys.executable, "-m", "venv", str(PEERS_VENV)], check=True)
-        subprocess.run([str(python), "-m", "pip", "install", "-q", "huey"], check=True)
+        subprocess.run(["sh", str(ROOT / "bench" / "peers.sh"), str(PEERS_VENV)], check=True)
     version = subprocess.run([str(python), "-c", "import huey; print(huey.__version__)"], capture_output=True,
                              text=True, check=True).stdout.strip()
+    peers = ROOT / "bench" / "peers"
     with tempfile.TemporaryDirectory() as tmp:
-        Path(tmp, "bench_huey_tasks.py").write_text(HUEY_TASKS)
-        Path(tmp, "driver.py").write_text(HUEY_DRIVER)
-        env = {**os.environ, "PYTHONPATH": tmp, "BENCH_HUEY_DB": str(Path(tmp, "huey.db"))}
-        out = subprocess.run([str(python), str(Path(tmp, "driver.py")), str(count)], cwd=tmp, env=env,
-                             capture_output=True, text=True, check=True).stdout
-    return float(out.strip().splitlines()[-1]), version
+        out = subprocess.run([str(python), str(peers / "huey_peer.py"), "--rows", "5", "--tasks", str(count)],
+                             cwd=tmp, env={**os.environ, "PYTHONPATH": str(peers)}, capture_output=True, text=True,
+                             check=True).stdout
+    rate = json.loads(out.strip().splitlines()[-1])["5"]["rate"]
+    return count / rate, version
 
 
 def start_moto() -> tuple[subprocess.Popen, str] | None:
@@ -168,13 +150,13 @@ def main() -> None:
     print("| queue | tasks | seconds | tasks/s | note |")
     print("|---|---|---|---|---|")
     with tempfile.TemporaryDirectory() as tmp:
-        seconds = run_steadyflow(f"sqlite:///{tmp}/bench.db?queue=bench", count, None)
+        seconds = run_steadyflow(f"sqlite:///{tmp}/bench.db?queue=bench", count, None, warm=True)
         print(_row("steadyflow SQLite", count, seconds, "a child process per task"), flush=True)
     if not args.no_postgres:
         schema = f"sf_bench_{uuid.uuid4().hex[:8]}"
         url = f"{args.postgres}{'&' if '?' in args.postgres else '?'}schema={schema}&queue=bench"
         try:
-            seconds = run_steadyflow(url, count, None)
+            seconds = run_steadyflow(url, count, None, warm=True)
             print(_row("steadyflow PostgreSQL", count, seconds, "a child process per task"), flush=True)
         except Exception as exc:  # noqa: BLE001 - a missing server skips the row
             print(f"| steadyflow PostgreSQL | {count} | | | skipped: {' '.join(str(exc).split())[:80]} |")
@@ -195,14 +177,15 @@ def main() -> None:
                 import boto3
 
                 url = boto3.client("sqs").create_queue(QueueName="bench")["QueueUrl"]
-                seconds = run_steadyflow(url, count, 60)
+                seconds = run_steadyflow(url, count, 60, warm=True)
                 print(_row("steadyflow SQS (moto_server)", count, seconds, "batch receive 10, ≤ 60 queued"), flush=True)
             finally:
                 moto[0].terminate()
                 moto[0].wait()
     if not args.no_huey:
         seconds, version = run_huey(count)
-        print(_row(f"Huey {version} SqliteHuey", count, seconds, "`-k process -w 2`, results stored"), flush=True)
+        print(_row(f"Huey {version} SqliteHuey", count, seconds, "`-k process -w 2 -d 0.01`, results stored"),
+              flush=True)
 
 
 if __name__ == "__main__":

@@ -22,3 +22,10 @@ class SequentialBench(Workflow):
         for i in range(n):
             self.submit(noop, i).result
         return n
+
+
+class OneStep(Workflow):
+    name = "bench-one-step"
+
+    def run(self, i):
+        return self.submit(noop, i).result

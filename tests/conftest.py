@@ -17,6 +17,14 @@ for path in (str(ROOT),):
         sys.path.insert(0, path)
 os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH", "")]))
 
+# The chaos suite's --chaos-seed/--chaos-size and its summary, however pytest is started (tests/chaos/plugin.py).
+from tests.chaos.plugin import pytest_addoption, pytest_terminal_summary  # noqa: E402,F401
+
+
+def pytest_collection_modifyitems(items):
+    """Long multi-process tests first, so that no test process is left with one of them at the end."""
+    items.sort(key=lambda item: 0 if item.get_closest_marker("slow") or item.get_closest_marker("chaos") else 1)
+
 
 @pytest.fixture(params=["memory", "sqlite"])
 def real_engine(request, tmp_path):

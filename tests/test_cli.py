@@ -151,6 +151,7 @@ def test_foreign_sqlite_database_gives_one_line_error(tmp_path):
     assert_one_line_error(proc, "is not a steadyflow database")
 
 
+@pytest.mark.slow
 def test_signal_query_cancel_and_replay_from_the_command_line(tmp_path):
     started = sf("workflow", "start", "tests.fixtures.features.Stateful", "--workflow-id", "st", "--task-list", "q",
                  cwd=tmp_path)

@@ -119,6 +119,7 @@ def test_a_missing_blob_fails_the_decision_retryably_and_the_execution_recovers(
     assert info.status == "completed" and engine.payloads.loads(info.result)["echoed"] == 10000
 
 
+@pytest.mark.slow
 def test_map_over_ten_thousand_stored_items_keeps_the_history_small(tmp_path):
     engine = open_engine(f"sqlite:///{tmp_path / 'steadyflow.db'}")
 

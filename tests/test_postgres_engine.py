@@ -29,6 +29,7 @@ ROOT = Path(__file__).resolve().parent.parent
 PASSWORD = "pa55-w0rd-never-shown"
 TABLES = {"steadyflow_meta", "steadyflow_executions", "steadyflow_events", "steadyflow_activity_tasks"}
 TABLES |= {"steadyflow_timers", "steadyflow_blobs", "steadyflow_state_data", "steadyflow_schedules", "steadyflow_limits"}
+TABLES |= {"steadyflow_search_attributes", "steadyflow_search_types"}
 
 
 @pytest.fixture

@@ -12,6 +12,7 @@ EXPECTED = {
     "CancelledError", "ChildWorkflowFailed", "cached", "nondeterministic", "query",
     "Client", "AsyncClient", "WorkflowHandle", "ResultTimeout",
     "Group", "Chain", "FuncGroup", "ActivityTask", "WorkflowTask", "AggregateException",
+    "TaskFailureContext", "Step", "SearchAttributeError", "SearchQueryError",
 }
 
 

@@ -435,6 +435,7 @@ def _db_cli(*args: str, cwd) -> subprocess.CompletedProcess[str]:
     )
 
 
+@pytest.mark.slow
 def test_db_status_and_upgrade_on_a_sqlite_file(tmp_path):
     missing = _db_cli("db", "status", cwd=tmp_path)
     assert missing.returncode == 1 and "state: missing" in missing.stdout

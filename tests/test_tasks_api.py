@@ -197,6 +197,9 @@ def test_cli_submit_stats_and_dead_letters(sqlite_url, capsys):
     assert message_id in out and "for the test" in out
     assert main(["tasks", "dead-letters", "--queue", sqlite_url, "retry", "--id", message_id]) == 0
     assert "Retried 1" in capsys.readouterr().out
+    # An id that is not a dead letter retries nothing, and the exit status says so.
+    assert main(["tasks", "dead-letters", "--queue", sqlite_url, "retry", "--id", "no-such-id"]) == 1
+    assert "Retried 0" in capsys.readouterr().out
     (_, _, message), = _take(tm, 1)
     tm.reject(message, BadMessage("again"))
     assert main(["tasks", "dead-letters", "--queue", sqlite_url, "purge", "--yes"]) == 0

@@ -36,7 +36,10 @@ from .errors import (
     WorkflowFailed,
     WorkflowNotFound,
 )
+from .failure_context import TaskFailureContext
 from .retry import RetryPolicy
+from .search import SearchAttributeError, SearchQueryError
+from .steps import Step
 from .workflow import Workflow, cached, nondeterministic, query
 
 __version__ = "0.1.0"
@@ -62,8 +65,12 @@ __all__ = [
     "PayloadTooLarge",
     "ResultTimeout",
     "RetryPolicy",
+    "SearchAttributeError",
+    "SearchQueryError",
+    "Step",
     "SteadyflowError",
     "TaskFailed",
+    "TaskFailureContext",
     "TaskTimedOut",
     "UnknownExecution",
     "UnknownTask",

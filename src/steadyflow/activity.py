@@ -26,6 +26,17 @@ DEFAULT_HEARTBEAT_TIMEOUT = 30.0
 """The worker's supervisor heartbeats running tasks by itself, so this only has to outlast a
 missed beat or two; it bounds how long a task held by a dead worker stays stuck."""
 
+
+class _FromSettings:
+    """The default of a `with_attributes` parameter that `steadyflow.settings` provides
+    (a sentinel, since None already means "no timeout")."""
+
+    def __repr__(self) -> str:
+        return "<from settings>"
+
+
+FROM_SETTINGS: Any = _FromSettings()
+
 _registry: dict[str, Activity] = {}
 
 
@@ -91,7 +102,7 @@ def default_name(func: Callable[..., Any]) -> str:
 
 def with_attributes(
     name: str | None = None,
-    version: str | None = DEFAULT_VERSION,
+    version: str | None = None,
     task_list: str | None = None,
     task_priority: int | None = None,
     retry: int = 0,
@@ -99,7 +110,7 @@ def with_attributes(
     start_to_close_timeout: float | _dt.timedelta | None = None,
     schedule_to_close_timeout: float | _dt.timedelta | None = None,
     schedule_to_start_timeout: float | _dt.timedelta | None = None,
-    heartbeat_timeout: float | _dt.timedelta | None = DEFAULT_HEARTBEAT_TIMEOUT,
+    heartbeat_timeout: float | _dt.timedelta | None = FROM_SETTINGS,
     idempotent: bool | None = None,
     raises_on_failure: bool | None = None,
     alarm_timeout: float | _dt.timedelta | None = None,
@@ -122,7 +133,13 @@ def with_attributes(
 
     `serializer` and `store` are pyswf's per-class choices: how the input and result are encoded,
     and which blob store holds them when they are too large for the history.
+
+    Not given, `version`, `task_list` and the four timeouts come from `steadyflow.settings`
+    (`ACTIVITY_DEFAULT_VERSION`, `ACTIVITY_DEFAULT_TASK_LIST`, `ACTIVITY_*_TIMEOUT`), read when
+    the function is decorated; `heartbeat_timeout=None` still means no heartbeat timeout.
     """
+    from . import settings
+
     if unsupported:
         raise ConfigError(f"unknown activity attribute(s): {', '.join(sorted(unsupported))}")
     if retry_policy is not None and retry:
@@ -134,17 +151,20 @@ def with_attributes(
         if value is not None and value <= 0:
             raise ConfigError(f"{key} must be a positive number of seconds, not {value}")
 
+    def timeout(value: float | _dt.timedelta | None, setting: str) -> float | None:
+        return settings.get(setting) if value is None or value is FROM_SETTINGS else _seconds(value)
+
     def options_for(activity_name: str) -> ActivityOptions:
         return ActivityOptions(
             name=activity_name,
-            version=version or DEFAULT_VERSION,
-            task_list=task_list,
+            version=version or settings.get("ACTIVITY_DEFAULT_VERSION"),
+            task_list=task_list or settings.get("ACTIVITY_DEFAULT_TASK_LIST"),
             priority=task_priority or 0,
             retry_policy=policy,
-            start_to_close_timeout=_seconds(start_to_close_timeout),
-            schedule_to_close_timeout=_seconds(schedule_to_close_timeout),
-            schedule_to_start_timeout=_seconds(schedule_to_start_timeout),
-            heartbeat_timeout=_seconds(heartbeat_timeout),
+            start_to_close_timeout=timeout(start_to_close_timeout, "ACTIVITY_START_TO_CLOSE_TIMEOUT"),
+            schedule_to_close_timeout=timeout(schedule_to_close_timeout, "ACTIVITY_SCHEDULE_TO_CLOSE_TIMEOUT"),
+            schedule_to_start_timeout=timeout(schedule_to_start_timeout, "ACTIVITY_SCHEDULE_TO_START_TIMEOUT"),
+            heartbeat_timeout=None if heartbeat_timeout is None else timeout(heartbeat_timeout, "ACTIVITY_HEARTBEAT_TIMEOUT"),
             idempotent=bool(idempotent),
             raises_on_failure=raises_on_failure,
             serializer=serializer,

@@ -21,12 +21,14 @@ from typing import Any
 from . import logs, metrics, tracing
 from .decider_cache import ExecutorCache, size_from_env
 from .engines.base import DecisionTask, Engine
-from .errors import ExecutionClosed, PayloadError, UnknownTask, WorkflowNotFound
+from .errors import EngineUnavailable, ExecutionClosed, PayloadError, UnknownTask, WorkflowNotFound
 from .history import WORKFLOW_EXECUTION_STARTED, Event
 from .replay import Executor
 from .workflow import Workflow
 
 log = logging.getLogger("steadyflow.decider")
+UNAVAILABLE_MAX_DELAY = 5.0
+"""Longest pause, in seconds, of a decider whose engine is unavailable before it polls again."""
 
 
 def load_workflow(path: str) -> type[Workflow]:
@@ -188,8 +190,16 @@ class Decider:
     def run(self, stop: threading.Event | None = None, poll_wait: float = 1.0) -> None:
         stop = stop or threading.Event()
         log.info("decider %s polling task list %r", self.identity, self.task_list)
+        failures = 0
         while not stop.is_set():
-            self.run_once(wait=poll_wait)
+            try:
+                self.run_once(wait=poll_wait)
+                failures = 0
+            except EngineUnavailable as exc:  # a full disk, a dropped server: wait, never exit
+                failures += 1
+                delay = min(0.1 * 2**failures, UNAVAILABLE_MAX_DELAY)
+                log.warning("decider %s: engine unavailable (%s); trying again in %.1f s", self.identity, exc, delay)
+                stop.wait(delay)
 
 
 def query_workflow(

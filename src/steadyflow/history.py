@@ -13,6 +13,8 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
+from .errors import WorkflowError
+
 # Execution lifecycle
 WORKFLOW_EXECUTION_STARTED = "WorkflowExecutionStarted"
 WORKFLOW_EXECUTION_COMPLETED = "WorkflowExecutionCompleted"
@@ -116,13 +118,59 @@ class Event:
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Event:
-        """Read our own JSON form, or SWF's (attributes under `<eventType>EventAttributes`)."""
-        event_type = data["eventType"]
+        """Read our own JSON form, or SWF's (attributes under `<eventType>EventAttributes`).
+
+        A saved history comes from outside: an event of the wrong shape is refused here with
+        `WorkflowError` naming it, rather than failing somewhere deep in replay.
+        """
+        if not isinstance(data, dict):
+            raise WorkflowError(f"malformed history: an event must be a JSON object, not {type(data).__name__}")
+        event_type, event_id = data.get("eventType"), data.get("eventId")
+        if isinstance(event_id, str) and event_id.isascii() and event_id.isdigit():
+            event_id = int(event_id)
+        if not isinstance(event_type, str) or not event_type:
+            raise WorkflowError(f"malformed history: event {event_id!r} has no eventType")
+        if type(event_id) is not int or event_id < 1:
+            raise WorkflowError(f"malformed history: {event_type} has eventId {event_id!r}, not a whole number >= 1")
         attrs = data.get("attributes")
         if attrs is None:
             key = event_type[0].lower() + event_type[1:] + "EventAttributes"
             attrs = data.get(key, {})
-        return cls(int(data["eventId"]), event_type, parse_timestamp(data.get("eventTimestamp")), dict(attrs))
+        _check_attributes(event_id, event_type, attrs)
+        try:
+            timestamp = parse_timestamp(data.get("eventTimestamp"))
+        except (ValueError, TypeError, OverflowError, OSError):
+            raise WorkflowError(f"malformed history: event {event_id} has eventTimestamp "
+                                f"{str(data.get('eventTimestamp'))[:40]!r}") from None
+        return cls(event_id, event_type, timestamp, dict(attrs))
+
+
+#: The type every attribute replay reads must have in a saved history (others are kept as they are).
+_TEXT_ATTRIBUTES = frozenset({"input", "result", "details", "control", "reason", "cause", "markerName", "timerId",
+                              "activityId", "signalName", "workflowId", "runId", "timeoutType", "name", "version"})
+_OBJECT_ATTRIBUTES = frozenset({"activityType", "workflowType", "taskList", "workflowExecution"})
+_LIST_ATTRIBUTES = frozenset({"tagList"})
+
+
+def _check_attributes(event_id: int, event_type: str, attrs: Any, where: str = "") -> None:
+    if not isinstance(attrs, dict):
+        raise WorkflowError(f"malformed history: the attributes of event {event_id} ({event_type}) are not an object")
+    for key, value in attrs.items():
+        wrong = None
+        if key.endswith("EventId") and value is not None and type(value) is not int:
+            wrong = "a whole number"
+        elif key in _TEXT_ATTRIBUTES and value is not None and not isinstance(value, str):
+            wrong = "text"
+        elif key in _LIST_ATTRIBUTES and value is not None and not isinstance(value, list):
+            wrong = "a list"
+        elif key in _OBJECT_ATTRIBUTES:
+            if not isinstance(value, dict):
+                wrong = "an object"
+            else:
+                _check_attributes(event_id, event_type, value, f"{where}{key}.")
+        if wrong:
+            raise WorkflowError(f"malformed history: attribute {where}{key} of event {event_id} ({event_type}) "
+                                f"must be {wrong}, not {type(value).__name__}")
 
 
 def format_timestamp(ts: float | None) -> str | None:

@@ -12,7 +12,7 @@ import uuid
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from . import tracing
+from . import settings, tracing
 from .decider import Decider
 from .engines.base import ActivityTask, Engine, ExecutionInfo
 from .engines.memory import MemoryEngine
@@ -32,6 +32,7 @@ def start(
     task_list: str | None = None,
     tags: tuple[str, ...] = (),
     id_reuse_policy: str = "allow_duplicate",
+    search_attributes: Mapping[str, Any] | None = None,
 ) -> tuple[str, str]:
     """Start an execution of `cls`; return (workflow_id, run_id)."""
     workflow_id = workflow_id or f"{cls.type_name()}-{uuid.uuid4().hex[:12]}"
@@ -39,13 +40,15 @@ def start(
     extra: dict[str, Any] = {"decision_timeout": decision_timeout} if decision_timeout else {}
     if id_reuse_policy != "allow_duplicate":
         extra["id_reuse_policy"] = id_reuse_policy
+    if search_attributes:
+        extra["search_attributes"] = search_attributes
     with tracing.span(f"StartWorkflow:{cls.type_name()}", workflow_id=workflow_id):
         text = workflow_input(cls, args, kwargs or {}, tracing.carrier())
         run_id = engine.start_execution(
             workflow_id,
             cls.type_name(),
             cls.version,
-            task_list or cls.task_list or "default",
+            task_list or cls.task_list or settings.get("WORKFLOW_DEFAULT_TASK_LIST"),
             engine.payloads.seal(text, cls.store),
             tags=tags,
             **extra,

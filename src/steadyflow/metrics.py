@@ -25,6 +25,7 @@ Series (label names in braces):
 | `steadyflow_decision_latency_seconds` | histogram | |
 | `steadyflow_activity_tasks_waiting` | gauge | task_list |
 | `steadyflow_decider_cache_hits_total` / `_misses_total` | counter | |
+| `steadyflow_task_queue_depth` | gauge | queue, state (visible, in_flight, delayed) |
 
 The waiting gauge is set by whoever polls the task list (`set_tasks_waiting`): the worker pool
 samples `engine.count_waiting_activity_tasks` every few seconds; it is not computed at scrape time.
@@ -99,6 +100,12 @@ class Metrics:
             "steadyflow_activity_tasks_waiting", "Activity tasks scheduled and not yet started, per task list.",
             ["task_list"], registry=r,
         )
+        self.queue_depth = p.Gauge(
+            "steadyflow_task_queue_depth",
+            "Messages of a task queue by state (visible, in_flight, delayed), read by the tasks worker or"
+            " `steadyflow tasks depth/scale`.",
+            ["queue", "state"], registry=r,
+        )
         self.cache_hits = p.Counter(
             "steadyflow_decider_cache_hits", "Decision tasks answered from the decider's cached workflow state.",
             registry=r,
@@ -128,6 +135,11 @@ class Metrics:
     def set_tasks_waiting(self, task_list: str, count: int) -> None:
         """How many activity tasks wait on `task_list` now."""
         self.waiting.labels(task_list).set(count)
+
+    def set_queue_depth(self, queue: str, counts: dict[str, int]) -> None:
+        """The messages of task queue `queue` now, by state (`{"visible": 3, "in_flight": 1, ...}`)."""
+        for state, count in counts.items():
+            self.queue_depth.labels(queue, state).set(count)
 
     # -- decisions ---------------------------------------------------------------------------------
 
@@ -209,6 +221,11 @@ def set_tasks_waiting(task_list: str, count: int) -> None:
     _hook("set_tasks_waiting", lambda m: m.set_tasks_waiting(task_list, count))
 
 
+def set_queue_depth(queue: str, counts: dict[str, int]) -> None:
+    """Hook: task queue `queue` holds these messages by state now."""
+    _hook("set_queue_depth", lambda m: m.set_queue_depth(queue, counts))
+
+
 def decision(latency: float) -> None:
     """Hook: a decision task was answered `latency` seconds after it was leased."""
     _hook("decision", lambda m: m.decision(latency))
@@ -244,6 +261,7 @@ __all__ = [
     "default",
     "reset",
     "serve",
+    "set_queue_depth",
     "set_tasks_waiting",
     "task_finished",
     "task_started",

@@ -53,6 +53,7 @@ from .futures import Future, futures_in, resolved
 from .payload import json as sfjson
 from .payload.converter import Payloads, default_payloads
 from .payload.serializers import SAFE
+from .replay_hooks import HooksMixin
 from .replay_links import LinksMixin
 from .worker.runner import split_input
 from .workflow import (
@@ -64,6 +65,7 @@ from .workflow import (
     is_query,
     workflow_input,
 )
+from .workflow_steps import apply_step_options
 from .workflow_thread import WorkflowThread, install_quiet_stdout
 
 ACTIVITY_ID_LIMIT = 256
@@ -100,6 +102,7 @@ class _ActivityState:
     attempt: int = 1
     scheduled_ids: list[int] = field(default_factory=list)
     concurrency_key: str | None = None
+    activity: Activity | None = None
 
 
 @dataclass
@@ -114,7 +117,7 @@ class StaleState(Exception):
     """A kept executor cannot continue from the events given; replay from the start instead."""
 
 
-class Executor(LinksMixin):
+class Executor(LinksMixin, HooksMixin):
     """Replays one execution with a fresh workflow instance and returns its next decisions."""
 
     def __init__(
@@ -153,6 +156,8 @@ class Executor(LinksMixin):
         self._thread: WorkflowThread | None = None
         self._instance: Workflow | None = None
         self._parent: dict[str, Any] | None = None
+        self._tags: list[str] = []
+        self._continued_from: str | None = None
         self._signals: dict[str, list[Any]] = {}
         self._signal_waits: Counter[str] = Counter()
         self._signal_waiters: dict[tuple[str, int], Future] = {}
@@ -167,6 +172,8 @@ class Executor(LinksMixin):
         self.last_decided: int | None = None  # the DecisionTaskStarted event the last decide answered
         self.trace: dict[str, str] | None = None  # the trace context recorded when it started
         self._querying = False
+        self._seen: list[h.Event] = []  # the events replay went through, for the hooks' history
+        self._observing = False  # inside a lifecycle hook, which may not ask for anything
 
     # -- driving ---------------------------------------------------------------------------------
 
@@ -182,6 +189,8 @@ class Executor(LinksMixin):
             if current is None and self._commands:
                 raise NonDeterminismError(None, "nothing more", self._commands[0].describe())
             decisions = self._sealed() if current is not None else []
+            if current is not None:
+                self._after_decision(decisions)
             self.last_decided = current
             kept = keep and current is not None and self.resumable
             return decisions
@@ -241,9 +250,7 @@ class Executor(LinksMixin):
                     self._commands.clear()
                     self._held.extend(later)
                     self._decision_point(later[-1], replaying=True)
-            if self._instance is None:
-                self._instance = self.workflow_cls(self)
-            return getattr(self._instance, name)(*args)
+            return getattr(self.workflow, name)(*args)
         finally:
             self._stop_thread()
 
@@ -257,6 +264,8 @@ class Executor(LinksMixin):
         }
         starts = [e.event_id for e in history if e.event_type == h.DECISION_TASK_STARTED]
         current = starts[-1] if starts and starts[-1] not in answered and starts[-1] not in closing else None
+        before = current is not None and not self._querying  # before_replay still to call
+        prior = len(self._seen)
         for e in history:
             if e.event_type == h.MARKER_RECORDED:
                 if e.attributes.get("markerName") == SIDE_EFFECT_MARKER:
@@ -265,6 +274,10 @@ class Executor(LinksMixin):
                     self._recorded_patches.add(sfjson.loads(e.attributes.get("details")))
         for event in history:
             t = event.event_type
+            self._seen.append(event)
+            if before and t != h.WORKFLOW_EXECUTION_STARTED:  # after the start event: the run context is known
+                before = False
+                self._before_decision(prior, history)
             if t == h.WORKFLOW_EXECUTION_STARTED:
                 self._start(event)
             elif t == h.DECISION_TASK_STARTED:
@@ -290,6 +303,8 @@ class Executor(LinksMixin):
         self.run_id = self.run_id or a.get("runId", "")
         self.task_list = self.task_list or a.get("taskList", {}).get("name", "")
         self._parent = a.get("parentWorkflowExecution")
+        self._tags = list(a.get("tagList") or [])
+        self._continued_from = a.get("continuedExecutionRunId")
         text = a.get("input")
         data = self.payloads.loads(text, self.accepts, f"workflow {self.workflow_cls.__name__}") if text else {}
         self.trace = tracing.carrier_of(data)
@@ -322,6 +337,7 @@ class Executor(LinksMixin):
     def _emit(
         self, decision: Decision, on_recorded: Callable[[h.Event], None] | None = None, store: str | None = None
     ) -> None:
+        self._check_not_observing(decision)
         if not self._closed:
             self._commands.append(Command(decision, on_recorded, store))
             if isinstance(decision, (CompleteWorkflowExecution, FailWorkflowExecution, CancelWorkflowExecution,
@@ -339,10 +355,10 @@ class Executor(LinksMixin):
 
     def _run_workflow(self) -> None:
         if self._thread is None:
-            self._instance = self.workflow_cls(self)
-            instance = self._instance
+            instance = self.workflow
+            args, kwargs = self._args, apply_step_options(instance, self._kwargs)
             self._thread = WorkflowThread(
-                lambda: instance.run(*self._args, **self._kwargs),
+                lambda: instance.run(*args, **kwargs),
                 f"workflow-{self.run_id}",
                 on_wait=self._raise_cancel,
                 setup=lambda: current_executor.set(self),
@@ -398,7 +414,7 @@ class Executor(LinksMixin):
         if len(activity_id) > ACTIVITY_ID_LIMIT:
             activity_id = f"{activity_id[:223]}-{hashlib.md5(activity_id.encode()).hexdigest()}"
         task_list = self.activity_task_list or opts.task_list or self.task_list
-        state = _ActivityState(activity_id, opts, task_list, "", Future())
+        state = _ActivityState(activity_id, opts, task_list, "", Future(), activity=act)
         self._activities[activity_id] = state
 
         def schedule(a: list[Any], kw: dict[str, Any]) -> None:
@@ -538,12 +554,20 @@ class Executor(LinksMixin):
         return self._random
 
     def run_context(self) -> dict[str, Any]:
+        """simpleflow's run context (its keys, `domain_name` being the task list's engine-wide
+        namespace: steadyflow has one), plus `task_list`, `parent` and `cancel_requested`."""
+        parent = self._parent or {}
         return {
-            "workflow_id": self.workflow_id,
-            "run_id": self.run_id,
-            "task_list": self.task_list,
             "name": self.workflow_cls.type_name(),
             "version": self.workflow_cls.version,
+            "domain_name": "default",
+            "workflow_id": self.workflow_id,
+            "run_id": self.run_id,
+            "tag_list": list(self._tags),
+            "continued_execution_run_id": self._continued_from,
+            "parent_workflow_id": parent.get("workflowId"),
+            "parent_run_id": parent.get("runId"),
+            "task_list": self.task_list,
             "parent": self._parent,
             "cancel_requested": self.cancel_requested,
         }
@@ -560,7 +584,7 @@ class Executor(LinksMixin):
         elif t == h.WORKFLOW_EXECUTION_SIGNALED:
             self._on_signal(a.get("signalName", ""), _signal_value(self.payloads.loads_or_raw(a.get("input"))))
         elif t == h.WORKFLOW_EXECUTION_CANCEL_REQUESTED:
-            if not self.cancel_requested:
+            if not self.cancel_requested and self._accepts_cancel():
                 self.cancel_requested = self._cancel_pending = True
         elif t in (h.EXTERNAL_WORKFLOW_SIGNALED, h.SIGNAL_EXTERNAL_FAILED):
             future, value = self._signal_sends.pop(a.get("initiatedEventId", -1), (None, None))
@@ -588,15 +612,21 @@ class Executor(LinksMixin):
             details = self.payloads.loads_or_raw(a.get("details"))
             error_type = details.get("error_type") if isinstance(details, dict) else None
             reason = a.get("reason")
-            self._activity_failed(state, TaskFailed(state.activity_id, reason, details), error_type or _error_of(reason))
+            self._activity_failed(state, TaskFailed(state.activity_id, reason, details), error_type or _error_of(reason),
+                                  event)
         elif t == h.ACTIVITY_TASK_TIMED_OUT:
             details = self.payloads.loads_or_raw(a.get("details"))
-            self._activity_failed(state, TaskTimedOut(state.activity_id, a.get("timeoutType", ""), details), "TimeoutError")
+            self._activity_failed(state, TaskTimedOut(state.activity_id, a.get("timeoutType", ""), details), "TimeoutError",
+                                  event)
 
-    def _activity_failed(self, state: _ActivityState, exc: TaskFailed, error_type: str | None) -> None:
+    def _activity_failed(
+        self, state: _ActivityState, exc: TaskFailed, error_type: str | None, event: h.Event | None = None
+    ) -> None:
         if (exc.reason or "").startswith(HANDED_BACK) and not self.cancel_requested:
             self._schedule(state)  # a worker shut down and gave it back: not a failed attempt
             return
+        if event is not None and self._on_task_failure(state, exc, event):
+            return  # the workflow's on_task_failure decided
         policy = state.options.retry_policy
         if not self.cancel_requested and policy.should_retry(state.attempt, error_type):
             delay = policy.delay(state.attempt)
@@ -607,10 +637,7 @@ class Executor(LinksMixin):
             else:
                 self._schedule(state)
             return
-        raises = state.options.raises_on_failure
-        state.future.set_exception(exc, self._order(), raises=raises is not False)
-        if raises is True:
-            self._emit(FailWorkflowExecution(f'Workflow execution error in {state.activity_id}: "{exc.reason}"', _text(exc.details)))
+        self._fail_task(state, exc, abort=False)
 
 
 def _text(details: Any) -> str | None:

@@ -133,8 +133,16 @@ class WorkflowEnvironment:
 def load_history(source: str | Path | Iterable[Any]) -> list[Event]:
     """Events from `workflow history --format json` output: a path, JSON text, dicts or Events."""
     if isinstance(source, Path) or (isinstance(source, str) and not source.lstrip().startswith("[")):
-        source = Path(source).read_text()
-    data = json.loads(source) if isinstance(source, str) else list(source)
+        try:
+            source = Path(source).read_text()
+        except UnicodeDecodeError as exc:
+            raise WorkflowError(f"malformed history: {source} is not UTF-8 text ({exc.reason})") from None
+    try:
+        data = json.loads(source) if isinstance(source, str) else list(source)
+    except (ValueError, RecursionError) as exc:
+        raise WorkflowError(f"malformed history: not JSON ({exc})") from None
+    if not isinstance(data, list):
+        raise WorkflowError(f"malformed history: a JSON list of events is expected, not {type(data).__name__}")
     return [e if isinstance(e, Event) else Event.from_json(e) for e in data]
 
 

@@ -16,9 +16,12 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from .futures import Future
 from .payload.converter import Payloads
 from .payload.stored import items_of
+from .workflow_steps import WorkflowStepMixin
 
 if TYPE_CHECKING:
+    from .failure_context import TaskFailureContext
     from .replay import Executor
+    from .workflow_history import History, Marker
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -94,8 +97,12 @@ nondeterministic = cached
 """pyswf's other name for the same thing: a call whose result must not change on replay."""
 
 
-class Workflow:
-    """Subclass it, set `name`, `version`, `task_list`, and write `run()`."""
+class Workflow(WorkflowStepMixin):
+    """Subclass it, set `name`, `version`, `task_list`, and write `run()`.
+
+    The hooks below (`on_task_failure`, `should_cancel`, `before_replay`, ...) are simpleflow's;
+    docs/hooks.md says when each runs.
+    """
 
     name: str | None = None
     version: str = "default"
@@ -172,7 +179,11 @@ class Workflow:
 
     def start_timer(self, timer_id: str | float, timeout: float | None = None, control: Any = None) -> Future:
         """A future that finishes after a delay: `start_timer(seconds)` or simpleflow's
-        `start_timer(timer_id, timeout, control=None)`."""
+        `start_timer(timer_id, timeout, control=None)`.
+
+        The timer starts when this is called; `self.submit(self.start_timer("t", 5))`, as simpleflow
+        users write it, returns the same future (submitting a future returns it), so it starts once.
+        """
         if timeout is None:
             return self.executor.start_timer(None, float(timer_id), control)
         return self.executor.start_timer(str(timer_id), float(timeout), control)
@@ -184,10 +195,33 @@ class Workflow:
         return future
 
     def cancel_timer(self, timer_id: str) -> Future:
+        """Cancel timer `timer_id`; the future (finished at once) says whether it was running.
+        Bare or through `self.submit(...)`, it cancels once."""
         return self.executor.cancel_timer(timer_id)
 
     def record_marker(self, name: str, details: Any = None) -> Future:
+        """Record marker `name` with JSON `details`, bare or through `self.submit(...)` (once)."""
         return self.executor.record_marker(name, details)
+
+    def list_markers(self, all: bool = False) -> list[Marker]:  # noqa: A002 - simpleflow's name
+        """The markers recorded before the current decision: the last of each name, or with
+        `all=True` every one (steadyflow's own markers are left out)."""
+        return self.executor.list_markers(all)
+
+    def get_event_details(self, event_type: str, event_name: str) -> dict[str, Any] | None:
+        """The last `"marker"` (details decoded), `"signal"` (input decoded) or `"timer"` (its
+        state) of that name in the history so far, as simpleflow's dict; None if there is none."""
+        return self.executor.get_event_details(event_type, event_name)
+
+    def upsert_search_attributes(self, **attributes: Any) -> None:
+        """Set (None: remove) this execution's search attributes: str, int, float, bool or datetime.
+
+        Recorded as a marker (`search.SEARCH_MARKER`) that the engine indexes when it applies it,
+        so replay matches the recorded one and nothing is indexed twice (docs/search.md).
+        """
+        from .search import SEARCH_MARKER, encode_attributes
+
+        self.executor.record_marker(SEARCH_MARKER, encode_attributes(attributes, removals=True))
 
     def side_effect(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         """Call `fn` once per execution (its result is kept in a marker and read back on replay)."""
@@ -245,7 +279,43 @@ class Workflow:
         return self.executor.cancel_requested
 
     def get_run_context(self) -> dict[str, Any]:
+        """simpleflow's keys: name, version, domain_name, workflow_id, run_id, tag_list,
+        continued_execution_run_id, parent_workflow_id, parent_run_id (and task_list, parent,
+        cancel_requested)."""
         return self.executor.run_context()
+
+    # -- hooks (simpleflow's; see docs/hooks.md) --------------------------------------------------
+
+    def on_task_failure(self, failure_context: TaskFailureContext) -> TaskFailureContext | None:
+        """Called for each failed attempt of an activity, before its retry policy. Return the
+        context with a decision (`decide_abort()`, `decide_ignore()`, `decide_cancel()`,
+        `decide_retry(retry_wait_timeout)`, `decide_handled(a_task, future)`), or None (or
+        `Decision.none`) for the default handling. Runs in the decider at the decision point where
+        the failure arrived, on every replay: decide from the context and the history only."""
+        return None
+
+    def should_cancel(self, history: History) -> bool:
+        """Called when cancellation is requested; False ignores the request."""
+        return True
+
+    def before_replay(self, history: History) -> None:
+        """Called once per decision task, before the new events are handed to the workflow."""
+
+    def after_replay(self, history: History) -> None:
+        """Called once per decision task, after the decision was worked out (also when it completes
+        or cancels the execution, not when it fails it)."""
+
+    def after_closed(self, history: History) -> None:
+        """Called after the decision that closes the execution (completed, failed or canceled)."""
+
+    def on_completed(self, history: History) -> None:
+        """Called when this decision completes the execution."""
+
+    def on_failure(self, history: History, reason: str, details: str | None = None) -> None:
+        """Called when this decision fails the execution, with the reason and details recorded."""
+
+    def on_canceled(self, history: History) -> None:
+        """Called when this decision cancels the execution."""
 
 
 WorkflowClass = type[Workflow]

@@ -12,15 +12,18 @@ from typing import Any
 
 import click
 
-from .. import logs
+from .. import logs, settings
 from ..errors import ConfigError, SteadyflowError, WorkflowNotFound
+from .activity import activity_group
 from .common import Context
 from .db import db_group
+from .info import info_cmd
 from .limits import limits_group
 from .payload import payload_group
 from .processes import decider_group, standalone, worker_group
 from .schedule import schedule_group
 from .stepfunctions import activity_server
+from .task import task_group
 from .tasks import tasks_group
 from .ui import ui_cmd
 from .workflow import workflow_group
@@ -47,6 +50,7 @@ class _Root(click.Group):
 def cli(ctx: click.Context, engine_url: str | None, debug: bool, log_format: str) -> None:
     """Durable workflows and task workers."""
     logs.configure(fmt=log_format)
+    settings.load()  # a settings module that does not import: one line, before any work
     ctx.obj = Context(engine_url=engine_url)
 
 
@@ -61,6 +65,9 @@ cli.add_command(payload_group)
 cli.add_command(schedule_group)
 cli.add_command(ui_cmd)
 cli.add_command(limits_group)
+cli.add_command(activity_group)
+cli.add_command(task_group)
+cli.add_command(info_cmd)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -70,7 +77,10 @@ def main(argv: list[str] | None = None) -> int:
         sys.path.insert(0, os.getcwd())
     debug = "--debug" in argv or os.environ.get("STEADYFLOW_DEBUG") == "1"
     try:
-        cli.main(args=argv, prog_name="steadyflow", standalone_mode=False)
+        # Outside standalone mode click returns `ctx.exit(code)`'s code instead of raising it.
+        outcome = cli.main(args=argv, prog_name="steadyflow", standalone_mode=False)
+        if isinstance(outcome, int) and not isinstance(outcome, bool):
+            return outcome
     except click.exceptions.Exit as exc:
         return int(exc.exit_code or 0)
     except click.Abort:

@@ -47,7 +47,7 @@ pass_ctx = click.make_pass_decorator(Context)
 def parse_json(text: str, option: str) -> Any:
     try:
         return json.loads(text)
-    except ValueError as exc:
+    except (ValueError, RecursionError) as exc:  # RecursionError: nested too deeply to parse
         raise ConfigError(f"{option} is not valid JSON: {exc}") from exc
 
 
@@ -70,7 +70,40 @@ def ts(value: float | None) -> str:
     return format_timestamp(value) or ""
 
 
-FORMATS = ("table", "json", "csv")
+FORMATS = ("table", "json", "prettyjson", "csv", "tsv", "tabular", "human")
+"""`table` is ours (a rich table, the default); the others are simpleflow's `--format` values."""
+
+#: `ctx.meta` keys: the `--header` of a command that does not take it as a parameter, and
+#: whether `--format prettyjson` asked for JSON with the header (simpleflow turns it into
+#: `--format json --header`).
+HEADER_META = "steadyflow.header"
+PRETTY_META = "steadyflow.prettyjson"
+
+
+class FormatError(click.ClickException):
+    """A bad `--format`: one line (`Error: ...`) and exit status 2, as a usage error has."""
+
+    exit_code = 2
+
+
+def _check_format(ctx: click.Context, param: click.Parameter, value: str | None) -> str:
+    """Accept any case; refuse an unknown format on one line (click's `Choice` prints usage)."""
+    fmt = (value or "table").strip().lower()
+    if fmt not in FORMATS:
+        raise FormatError(f"--format: unknown format {value!r} (expected one of {', '.join(FORMATS)})")
+    if fmt == "prettyjson":
+        ctx.meta[PRETTY_META] = True
+        return "json"
+    return fmt
+
+
+def _check_header(ctx: click.Context, param: click.Parameter, value: bool) -> bool:
+    return True if ctx.meta.get(PRETTY_META) else value
+
+
+def _store_header(ctx: click.Context, param: click.Parameter, value: bool) -> bool:
+    ctx.meta[HEADER_META] = value
+    return value
 
 
 def emit(
@@ -78,28 +111,36 @@ def emit(
     fmt: str,
     title: str | None = None,
     *,
-    header: bool = True,
+    header: bool | None = None,
     columns: tuple[str, ...] | list[str] | None = None,
 ) -> None:
-    """Print rows as a rich table, as JSON or as CSV.
+    """Print rows in one of `FORMATS`.
 
     `columns`: the column names (default: the keys of the first row), so that an empty result
     still prints its CSV header. `header=False` (simpleflow's default, `--no-header`) drops the
     table's heading and the CSV header row, and makes JSON a list of lists instead of a list of
-    objects, as simpleflow's `--format json` without `--header` does.
+    objects, as simpleflow's `--format json` without `--header` does. `header=None`: the
+    command's `--header/--no-header` (every command with `--format` has it), else True.
     """
+    header = True if fmt == "prettyjson" else _resolve_header(header)
     names = list(columns) if columns is not None else (list(rows[0]) if rows else [])
-    if fmt == "json":
+    if fmt in ("json", "prettyjson"):
         data: Any = rows if header else [[row.get(c) for c in names] for row in rows]
         click.echo(json.dumps(data, indent=2, default=str))
         return
-    if fmt == "csv":
+    if fmt in ("csv", "tsv"):
         out = io.StringIO()
-        writer = csv.writer(out, lineterminator="\n")
+        writer = csv.writer(out, lineterminator="\n", delimiter="," if fmt == "csv" else "\t")
         if header:
             writer.writerow(names)
         writer.writerows([_cell(row.get(c)) for c in names] for row in rows)
         click.echo(out.getvalue(), nl=False)
+        return
+    if fmt == "tabular":
+        click.echo(tabular([[_cell(row.get(c)) for c in names] for row in rows], names if header else None), nl=False)
+        return
+    if fmt == "human":
+        click.echo(human(rows, names), nl=False)
         return
     table = Table(title=title, show_lines=False, show_header=header)
     for col in names:
@@ -112,6 +153,44 @@ def emit(
     console.print(table)
 
 
+def emit_record(row: dict[str, Any], fmt: str, *, header: bool | None = None) -> None:
+    """Print one record (`workflow info`, `task info`): JSON as one object (a list of its values
+    with --no-header), a table as `field`/`value` rows, the other formats as one row."""
+    header = _resolve_header(header)
+    if fmt == "json":
+        click.echo(json.dumps(row if header else list(row.values()), indent=2, default=str))
+    elif fmt == "table":
+        emit([{"field": k, "value": v} for k, v in row.items()], fmt, header=header)
+    else:
+        emit([row], fmt, header=header)
+
+
+def _resolve_header(header: bool | None) -> bool:
+    ctx = click.get_current_context(silent=True)
+    if ctx is not None and ctx.meta.get(PRETTY_META):
+        return True
+    if header is not None:
+        return header
+    return bool(ctx.meta.get(HEADER_META, True)) if ctx is not None else True
+
+
+def tabular(values: list[list[str]], headers: list[str] | None) -> str:
+    """simpleflow's `tabular` (tabulate's "plain"): left-aligned columns two spaces apart, no
+    borders; the names as the first line when given."""
+    lines = ([headers] if headers else []) + values
+    if not lines:
+        return ""
+    widths = [max(len(line[i]) for line in lines) for i in range(len(lines[0]))]
+    return "".join("  ".join(cell.ljust(w) for cell, w in zip(line, widths)).rstrip() + "\n" for line in lines)
+
+
+def human(rows: list[dict[str, Any]], names: list[str]) -> str:
+    """simpleflow's `human`: one `name  value` line per column (always with the names), for
+    reading one record; several records are separated by a blank line."""
+    blocks = [tabular([[str(c), _cell(row.get(c))] for c in names], None) for row in rows]
+    return "\n".join(blocks)
+
+
 def _cell(value: Any) -> str:
     """A value as one table or CSV cell: empty for None, JSON for lists and dicts."""
     if value is None:
@@ -121,16 +200,28 @@ def _cell(value: Any) -> str:
     return str(value)
 
 
-format_option = click.option(
-    "--format", "fmt", type=click.Choice(FORMATS), default="table", show_default=True,
-    help="Output format: a table, JSON, or CSV (one header row, then one line per row).",
-)
+_FORMAT_HELP = ("Output format: table, json, prettyjson (json with --header), csv, tsv, tabular (plain aligned "
+                "columns), human (one name and value per line).")
+_HEADER_HELP = ("Print column names: the table's heading, the CSV header row, JSON objects rather than lists "
+                "(simpleflow's flag; its default is --no-header, ours --header).")
 
 header_option = click.option(
-    "--header/--no-header", default=True, show_default=True,
-    help="Print column names: the table's heading, the CSV header row, JSON objects rather than lists "
-         "(simpleflow's flag; its default is --no-header, ours --header).",
+    "--header/--no-header", default=True, show_default=True, callback=_check_header, help=_HEADER_HELP,
 )
+
+
+def format_option(f: Callable[..., Any]) -> Callable[..., Any]:
+    """`--format` (any of `FORMATS`), and `--header/--no-header` for a command that does not take
+    `header_option` itself: `emit` then reads it from the context, so every view has both.
+
+    Put it above `header_option` when a command takes both (decorators apply bottom-up).
+    """
+    declared = {getattr(p, "name", None) for p in getattr(f, "__click_params__", [])}
+    if "header" not in declared:
+        f = click.option("--header/--no-header", "_header", default=True, show_default=True, expose_value=False,
+                         callback=_store_header, help=_HEADER_HELP)(f)
+    return click.option("--format", "fmt", default="table", show_default=True, callback=_check_format,
+                        metavar="[" + "|".join(FORMATS) + "]", help=_FORMAT_HELP)(f)
 
 
 def stop_on_signals(on_repeat: Callable[[], None] | None = None) -> threading.Event:

@@ -17,6 +17,7 @@ if TYPE_CHECKING:
 from ..decider import Decider, load_workflow
 from ..errors import ConfigError
 from ..local import start
+from ..workflow_steps import add_step_options
 from .common import Context, parse_input, pass_ctx, stop_on_signals
 from .progress import Progress, ProgressTracker
 from .workflow import finish
@@ -84,19 +85,28 @@ def worker_group() -> None:
               help="Interface for the healthcheck (0.0.0.0: all).")
 @click.option("--metrics-port", type=int, metavar="PORT", help="Serve Prometheus metrics on PORT (/metrics).")
 @click.option("--metrics-host", default=DEFAULT_HOST, show_default=True, help="Interface for the metrics (0.0.0.0: all).")
+@click.option("--middleware-pre-execution", "--middleware-pre", "middleware_pre", multiple=True, metavar="MODULE.FUNC",
+              help="Call FUNC(context) before each activity attempt (repeatable; default: ACTIVITY_MIDDLEWARES_PRE).")
+@click.option("--middleware-post-execution", "--middleware-post", "middleware_post", multiple=True,
+              metavar="MODULE.FUNC", help="Call FUNC(context, result=...) after each activity attempt "
+                                          "(repeatable; default: ACTIVITY_MIDDLEWARES_POST).")
 @pass_ctx
 def worker_start(ctx: Context, task_list: str, processes: int, modules: tuple[str, ...], start_method: str,
                  maxtasksperchild: int | None, max_memory: float | None, alarm_timeout: float | None,
                  hard_timeout: float | None, async_concurrency: int, kill_grace: float, grace: float,
-                 healthcheck: int | None, healthcheck_host: str, metrics_port: int | None, metrics_host: str) -> None:
+                 healthcheck: int | None, healthcheck_host: str, metrics_port: int | None, metrics_host: str,
+                 middleware_pre: tuple[str, ...] = (), middleware_post: tuple[str, ...] = ()) -> None:
     """Run activities from a task list in a pool of processes until SIGTERM.
 
     The first SIGTERM or SIGINT stops polling and gives running tasks --grace seconds; what is
     still running then is handed back to be retried elsewhere. A second signal hands back at once.
     """
     from ..worker import WorkerPool
+    from ..worker.middlewares import Middlewares
 
     _verbose()
+    configured = Middlewares.from_settings()
+    middlewares = Middlewares.of(middleware_pre or configured.pre, middleware_post or configured.post)
     if async_concurrency < 1:
         raise ConfigError(f"--async-concurrency must be >= 1, got {async_concurrency}")
     for flag, value in (("--kill-grace", kill_grace), ("--grace", grace)):
@@ -106,7 +116,8 @@ def worker_start(ctx: Context, task_list: str, processes: int, modules: tuple[st
     pool = WorkerPool(ctx.engine(), task_list, processes=_processes(processes), modules=modules,
                       start_method=start_method, maxtasksperchild=maxtasksperchild, max_memory=max_memory,
                       alarm_timeout=alarm_timeout, hard_timeout=hard_timeout, kill_grace=kill_grace, grace=grace,
-                      log_level=logging.getLogger().getEffectiveLevel(), async_concurrency=async_concurrency)
+                      log_level=logging.getLogger().getEffectiveLevel(), async_concurrency=async_concurrency,
+                      middlewares=middlewares)
     serve(pool, healthcheck, healthcheck_host)
 
 
@@ -153,9 +164,11 @@ PROGRESS_EVERY = 0.2
 @click.option("--progress/--no-progress", default=True, show_default=True,
               help="Show the tasks done, running and failed on stderr: a live line on a terminal, "
                    "plain lines when a count changes elsewhere.")
+@click.option("--force-steps", multiple=True, help="Steps to run even if done (comma-separated; `*`: all).")
+@click.option("--skip-steps", multiple=True, help="Steps to skip unless forced (comma-separated).")
 @pass_ctx
 def standalone(ctx: Context, workflow: str, input_: str | None, workflow_id: str | None, processes: int,
-               progress: bool) -> None:
+               progress: bool, force_steps: tuple[str, ...] = (), skip_steps: tuple[str, ...] = ()) -> None:
     """Run one execution of WORKFLOW to its end with a decider and a worker; print its result.
 
     Exit code 0 when it completes, 1 when it fails. Work is durable: it is recorded in the engine
@@ -165,6 +178,7 @@ def standalone(ctx: Context, workflow: str, input_: str | None, workflow_id: str
     from ..worker import WorkerPool
 
     args, kwargs = parse_input(input_)
+    kwargs = add_step_options(kwargs, force_steps, skip_steps)
     cls = load_workflow(workflow)
     n = _processes(processes)
     engine = ctx.engine()

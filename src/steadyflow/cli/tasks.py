@@ -42,6 +42,26 @@ def _one_line(func: Callable[..., Any]) -> Callable[..., Any]:
     return wrapper
 
 
+def metrics_options(func: Callable[..., Any]) -> Callable[..., Any]:
+    """`--metrics-port`, `--metrics-host` and `--depth-interval`: serve the queue depth gauges."""
+    func = click.option("--depth-interval", type=click.FloatRange(min=0.1), default=5, show_default=True,
+                        help="With --metrics-port: seconds between two readings of the queue depth.")(func)
+    func = click.option("--metrics-host", default="127.0.0.1", show_default=True,
+                        help="Interface the metrics are served on.")(func)
+    return click.option("--metrics-port", type=click.IntRange(0, 65535), metavar="PORT",
+                        help="Serve Prometheus metrics, steadyflow_task_queue_depth among them, on PORT.")(func)
+
+
+def _serve_metrics(port: int | None, host: str) -> None:
+    if port is None:
+        return
+    from .. import metrics
+
+    if not metrics.available():
+        raise ConfigError("--metrics-port needs prometheus-client: pip install 'steadyflow[ui]'")
+    metrics.serve(port, host)
+
+
 def _manager(url: str) -> Any:
     from ..tasks import TaskManager
 
@@ -65,15 +85,19 @@ def tasks_group() -> None:
               help="Messages received per request (more than 1 only for short tasks).")
 @click.option("--shutdown-grace", type=click.FloatRange(min=0), default=30, show_default=True,
               help="On SIGTERM, seconds a running task may finish before it is handed back.")
+@metrics_options
 @_one_line
 def worker(modules: tuple[str, ...], url: str, processes: int, wait_time: float, visibility_timeout: float,
-           batch_size: int, shutdown_grace: float) -> None:
+           batch_size: int, shutdown_grace: float, metrics_port: int | None, metrics_host: str,
+           depth_interval: float) -> None:
     """Import MODULES, then run their @task functions as messages arrive on --queue."""
     from ..tasks.worker import WorkerOptions, import_modules, serve
 
     import_modules(list(modules))
+    _serve_metrics(metrics_port, metrics_host)
     options = WorkerOptions(url=url, processes=processes, wait_time=wait_time, visibility_timeout=visibility_timeout,
-                            batch_size=batch_size, shutdown_grace=shutdown_grace)
+                            batch_size=batch_size, shutdown_grace=shutdown_grace,
+                            depth_interval=depth_interval if metrics_port is not None else None)
     serve(options)
 
 
@@ -83,13 +107,14 @@ def worker(modules: tuple[str, ...], url: str, processes: int, wait_time: float,
 @click.option("--kwargs", "kwargs_json", default="{}", show_default=True, help="The task's arguments as a JSON object.")
 @click.option("--delay", type=click.FloatRange(min=0), default=0, help="Seconds before it can be received.")
 @click.option("--priority", type=int, default=0, help="Higher first (SQLite and PostgreSQL queues).")
+@click.option("--limit-key", help="Its key for the queue's per-key limit (SQLite and PostgreSQL queues).")
 @_one_line
-def submit(task: str, url: str, kwargs_json: str, delay: float, priority: int) -> None:
+def submit(task: str, url: str, kwargs_json: str, delay: float, priority: int, limit_key: str | None) -> None:
     """Send TASK with --kwargs; prints the message id."""
     kwargs = parse_json(kwargs_json, "--kwargs")
     if not isinstance(kwargs, dict):
         raise ConfigError("--kwargs must be a JSON object")
-    click.echo(_manager(url).send(task, kwargs, delay=delay, priority=priority or None))
+    click.echo(_manager(url).send(task, kwargs, delay=delay, priority=priority or None, limit_key=limit_key))
 
 
 @tasks_group.command("stats")
@@ -169,3 +194,138 @@ def dead_letters_configure(obj: dict[str, str], max_receives: int) -> None:
     from ..tasks.sqs import configure_dead_letters
 
     click.echo(json.dumps({"dead_letter_queue": configure_dead_letters(obj["url"], max_receives)}))
+
+
+@tasks_group.command("depth")
+@click.option("--queue", "urls", envvar="STEADYFLOW_TASKS_URL", multiple=True, required=True, metavar="URL",
+              help="Queue URL (repeatable; env STEADYFLOW_TASKS_URL, several separated by spaces).")
+@format_option
+@metrics_options
+@_one_line
+def depth(urls: tuple[str, ...], fmt: str, metrics_port: int | None, metrics_host: str, depth_interval: float) -> None:
+    """Messages of each queue: visible, in flight, delayed. With --metrics-port, keep serving them as
+    steadyflow_task_queue_depth{queue,state} (for a Kubernetes autoscaler) until interrupted."""
+    from ..tasks.depth import depth_of, publish
+
+    managers = [_manager(url) for url in urls]
+    if metrics_port is None:
+        depths = [depth_of(m) for m in managers]
+        for d in depths:
+            publish(d)
+        emit([{"queue": d.queue, "visible": d.visible, "in flight": d.in_flight, "delayed": d.delayed,
+               "total": d.total} for d in depths], fmt)
+        return
+    _serve_metrics(metrics_port, metrics_host)
+    _every(depth_interval, lambda: [publish(depth_of(m)) for m in managers])
+
+
+@tasks_group.command("scale")
+@click.option("--rules", "rules_text", required=True, metavar="FILE|JSON",
+              help="Provisioner rules: a JSON file or JSON text, a list of {queue_name, service_name, "
+                   "cluster_name, active_size}.")
+@click.option("--interval", type=click.FloatRange(min=1), default=None,
+              help="Run the rules every this many seconds until interrupted (default: once).")
+@format_option
+@metrics_options
+@_one_line
+def scale(rules_text: str, interval: float | None, fmt: str, metrics_port: int | None, metrics_host: str,
+          depth_interval: float) -> None:
+    """Set each rule's ECS service to its active size when its queue has work, to 0 when not
+    (sqstaskmaster's queue_scale.Provisioner). Exit status 1 when a rule failed (single run)."""
+    from ..tasks.queue_scale import Provisioner, load_rules
+
+    provisioner = Provisioner(load_rules(rules_text))
+    if interval is None:
+        results = provisioner.run()
+        emit([{"queue": r.depth.queue if r.depth else "", "cluster": r.rule[Provisioner.CLUSTER_NAME],
+               "service": r.rule[Provisioner.SERVICE_NAME], "work": r.depth.total if r.depth else "",
+               "desired count": "" if r.desired_count is None else r.desired_count,
+               "error": "" if r.error is None else " ".join(f"{type(r.error).__name__}: {r.error}".split())}
+              for r in results], fmt)
+        failed = [r for r in results if r.error is not None]
+        if failed:
+            from ..tasks.errors import TaskQueueError
+
+            raise TaskQueueError(f"{len(failed)} of {len(results)} rule(s) failed (see the error column)")
+        return
+    _serve_metrics(metrics_port, metrics_host)
+    _every(interval, provisioner.run)
+
+
+def _every(seconds: float, call: Callable[[], Any]) -> None:
+    """Call `call` now and every `seconds` until Ctrl-C or SIGTERM; a failing call is logged."""
+    import logging
+    import signal
+    import threading
+
+    stop = threading.Event()
+    previous = signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    log = logging.getLogger("steadyflow.tasks")
+    try:
+        while not stop.is_set():
+            try:
+                call()
+            except Exception as exc:  # noqa: BLE001 - a long-running exporter outlives a bad moment
+                log.error("%s: %s", type(exc).__name__, " ".join(str(exc).split()))
+            stop.wait(seconds)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+@tasks_group.group("limits")
+def limits_group() -> None:
+    """Concurrency, rate and per-key limits of SQLite and PostgreSQL queues (SQS cannot enforce them)."""
+
+
+@limits_group.command("set")
+@queue_option
+@click.option("--concurrency", type=int, help="At most this many messages in flight at once, in all.")
+@click.option("--rate", help="At most this many receives per period: 100/m, 10/s, 5/10s.")
+@click.option("--per-key", type=int, help="At most this many in flight with one key.")
+@click.option("--key", "key_argument", metavar="ARGUMENT",
+              help="The task argument whose value is the key (else the limit_key given at submit).")
+@_one_line
+def limits_set(url: str, concurrency: int | None, rate: str | None, per_key: int | None,
+               key_argument: str | None) -> None:
+    """Set (replace) the limits of the --queue."""
+    from ..tasks.depth import queue_label
+    from ..tasks.limits import QueueLimits
+
+    if concurrency is None and rate is None and per_key is None:
+        raise ConfigError("give at least one of --concurrency, --rate, --per-key (or use `tasks limits clear`)")
+    _refuse_sqs(url)
+    # Bad values are refused before the queue is opened, which would create a SQLite file.
+    QueueLimits.parse(queue_label(url), concurrency, rate, per_key, key_argument)
+    _manager(url).set_limits(concurrency=concurrency, rate=rate, per_key=per_key, key=key_argument)
+
+
+@limits_group.command("list")
+@queue_option
+@format_option
+@_one_line
+def limits_list(url: str, fmt: str) -> None:
+    """The limits of every queue in the --queue's database."""
+    _refuse_sqs(url)
+    rows = [{"queue": x.queue, "concurrency": x.concurrency or "", "rate": x.rate or "", "per key": x.per_key or "",
+             "key": x.key or ""} for x in _manager(url).backend.all_limits()]
+    emit(rows, fmt, columns=["queue", "concurrency", "rate", "per key", "key"])
+
+
+@limits_group.command("clear")
+@queue_option
+@_one_line
+def limits_clear(url: str) -> None:
+    """Remove the limits of the --queue."""
+    _refuse_sqs(url)
+    if not _manager(url).clear_limits():
+        raise ConfigError("this queue has no limits")
+
+
+def _refuse_sqs(url: str) -> None:
+    from ..tasks.task_manager import _NO_LIMITS
+    from ..tasks.urls import kind, redact
+
+    if kind(url) == "sqs":
+        raise ConfigError(f"{redact(url)}: {_NO_LIMITS}")

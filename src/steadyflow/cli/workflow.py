@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import sys
 import time
@@ -13,19 +14,32 @@ import click
 from ..client import WorkflowHandle
 from ..client.client import LIST_STATUSES, check_tags, to_epoch
 from ..decider import load_workflow
-from ..engines.base import ID_REUSE_POLICIES, ExecutionInfo
+from ..engines.base import CLOSED_STATUSES, ID_REUSE_POLICIES, ExecutionInfo
 from ..engines.memory import MemoryEngine
 from ..errors import ConfigError, ResultTimeout
 from ..history import Event
 from ..local import run_local
 from ..payload import json as sfjson
 from ..payload.converter import PREFIX, PayloadEncrypted, Payloads, shown
-from .common import Context, emit, format_option, header_option, parse_input, parse_json, pass_ctx, ts
+from ..search import shown as shown_value
+from ..search import values as search_values
+from ..workflow_steps import add_step_options
+from .common import (
+    Context,
+    emit,
+    emit_record,
+    format_option,
+    header_option,
+    parse_input,
+    parse_json,
+    pass_ctx,
+    ts,
+)
 from .progress import Progress, ProgressTracker
 from .views import PROFILE_COLUMNS, TASK_COLUMNS, profile_rows, task_rows, total_time
 
 #: Keyword options of `Client.start`: workflow kwargs of these names cannot go through it.
-START_OPTIONS = frozenset({"workflow_id", "task_list", "tags", "id_reuse_policy"})
+START_OPTIONS = frozenset({"workflow_id", "task_list", "tags", "id_reuse_policy", "search_attributes"})
 
 
 @click.group("workflow")
@@ -42,13 +56,21 @@ def workflow_group() -> None:
 @click.option("--local", is_flag=True, help="Run in this process, without persistence, and print the result.")
 @click.option("--id-reuse-policy", type=click.Choice(ID_REUSE_POLICIES), default="allow_duplicate", show_default=True,
               help="May a closed workflow id be started again?")
+@click.option("--force-steps", multiple=True, help="Steps to run even if done (comma-separated; `*`: all).")
+@click.option("--skip-steps", multiple=True, help="Steps to skip unless forced (comma-separated).")
+@click.option("--search-attribute", "search_attributes", multiple=True, metavar="NAME=VALUE",
+              help="A typed search attribute (repeatable): VALUE is a JSON number, true/false, an ISO "
+                   "datetime, or else a keyword.")
 @pass_ctx
 def start_cmd(
     ctx: Context, workflow: str, input_: str | None, workflow_id: str | None, task_list: str | None,
-    tags: str | None, local: bool, id_reuse_policy: str,
+    tags: str | None, local: bool, id_reuse_policy: str, force_steps: tuple[str, ...] = (),
+    skip_steps: tuple[str, ...] = (), search_attributes: tuple[str, ...] = (),
 ) -> None:
     """Start WORKFLOW (MODULE.Class); print its workflow id and run id."""
+    attributes = parse_search_attributes(search_attributes)
     args, kwargs = parse_input(input_)
+    kwargs = add_step_options(kwargs, force_steps, skip_steps)
     tag_list = check_tags(t for t in (tags or "").split(",") if t)
     cls = load_workflow(workflow)
     if local:
@@ -62,8 +84,24 @@ def start_cmd(
             f"--input: kwargs named {', '.join(clash)} clash with start options; pass them in \"args\""
         )
     handle = ctx.client().start(cls, *args, workflow_id=workflow_id, task_list=task_list, tags=tag_list,
-                                id_reuse_policy=id_reuse_policy, **kwargs)
+                                id_reuse_policy=id_reuse_policy, search_attributes=attributes or None, **kwargs)
     click.echo(f"{handle.workflow_id} {handle.run_id}")
+
+
+def parse_search_attributes(items: tuple[str, ...]) -> dict[str, Any]:
+    """`NAME=VALUE` options as typed values: JSON scalars keep their type, ISO datetimes become
+    datetimes, anything else is a keyword (so `--search-attribute customer=acme` needs no quotes)."""
+    attributes: dict[str, Any] = {}
+    for item in items:
+        name, sep, text = item.partition("=")
+        if not sep or not name.strip():
+            raise ConfigError(f"--search-attribute {item!r}: expected NAME=VALUE")
+        try:
+            value: Any = json.loads(text)
+        except ValueError:
+            value = search_values.parse_datetime(text) or text
+        attributes[search_values.check_name(name.strip())] = value
+    return attributes
 
 
 def finish(info: ExecutionInfo, payloads: Payloads) -> None:
@@ -88,6 +126,7 @@ LIST_COLUMNS = ("Workflow ID", "Workflow Type", "Status", "Run ID", "Started")
 @click.option("--status", "-s", type=click.Choice(LIST_STATUSES))
 @click.option("--workflow-type", help="Only executions of this type.")
 @click.option("--tag", help="Only executions started with this tag.")
+@click.option("--where", help="Only executions whose search attributes match, e.g. \"Customer = 'acme' AND Amount > 100\".")
 @click.option("--started-after", help="Only executions started at or after this ISO date or datetime (UTC by default).")
 @click.option("--started-before", help="Only executions started before this ISO date or datetime (UTC by default).")
 @click.option("--limit", type=int, default=100, show_default=True, help="At most this many executions: the page size.")
@@ -99,8 +138,11 @@ LIST_COLUMNS = ("Workflow ID", "Workflow Type", "Status", "Run ID", "Started")
 def list_cmd(
     ctx: Context, status: str | None, workflow_type: str | None, tag: str | None, started_after: str | None,
     started_before: str | None, limit: int, offset: int | None, page: int | None, fmt: str, header: bool,
+    where: str | None = None,
 ) -> None:
-    """List executions, newest first, a page at a time (--limit with --page or --offset)."""
+    """List executions, newest first, a page at a time (--limit with --page or --offset).
+
+    `--where` filters by search attributes and built-in fields (docs/search.md)."""
     if limit < 0:
         raise ConfigError(f"--limit must be >= 0, got {limit}")
     if offset is not None and page is not None:
@@ -114,7 +156,7 @@ def list_cmd(
     # The engine, not `Client.list`: one page is one query, at an offset the client does not take.
     executions = ctx.engine().list_executions(
         status=status, workflow_type=workflow_type, limit=limit, offset=skip, tag=tag,
-        started_after=after, started_before=before,
+        started_after=after, started_before=before, where=where,
     )
     rows = [
         {
@@ -146,6 +188,8 @@ def _info_row(e: ExecutionInfo, payloads: Payloads) -> dict[str, Any]:
         "result": shown(payloads, e.result),
         "close_reason": e.close_reason,
         "close_details": shown(payloads, e.close_details),
+        # Last and only when set: simpleflow's fields keep their order and number.
+        **({"search_attributes": {k: shown_value(v) for k, v in e.search_attributes.items()}} if e.search_attributes else {}),
     }
 
 
@@ -163,12 +207,7 @@ def info_cmd(ctx: Context, workflow_id: str, run_id: str | None, fmt: str, heade
     """
     client = ctx.client()
     row = _info_row(client.get_handle(workflow_id, run_id).describe(), client.engine.payloads)
-    if fmt == "json":
-        click.echo(json.dumps(row if header else list(row.values()), indent=2))
-    elif fmt == "csv":
-        emit([row], fmt, header=header)
-    else:
-        emit([{"field": k, "value": v} for k, v in row.items()], fmt, header=header)
+    emit_record(row, fmt, header=header)
 
 
 HISTORY_COLUMNS = ("ID", "Event", "Time", "Attributes")
@@ -192,7 +231,7 @@ def history_cmd(ctx: Context, workflow_id: str, run_id: str | None, fmt: str, he
     if fmt == "json":
         click.echo(json.dumps([e.to_json() for e in events], indent=2))
         return
-    full = fmt == "csv"
+    full = fmt in ("csv", "tsv")
     emit(
         [
             {"ID": e.event_id, "Event": e.event_type, "Time": ts(e.timestamp),
@@ -374,3 +413,126 @@ def replay_cmd(history_file: str, workflow_path: str | None) -> None:
     workflows = [load_workflow(workflow_path)] if workflow_path else []
     Replayer(workflows).replay(Path(history_file))
     click.echo(f"ok: {history_file} replays without non-determinism")
+
+
+@workflow_group.command("restart")
+@click.argument("workflow_id")
+@click.argument("run_id", required=False)
+@pass_ctx
+def restart_cmd(ctx: Context, workflow_id: str, run_id: str | None) -> None:
+    """Terminate the run if it is open, then start WORKFLOW_ID again with the run's input, tags,
+    task list, type and version (simpleflow's `workflow.restart`); print the new ids.
+
+    The input is the run's recorded `WorkflowExecutionStarted` input, as it is stored (encrypted
+    or offloaded input is reused as it is, without decoding it here).
+    """
+    client = ctx.client()
+    engine = client.engine
+    info = client.get_handle(workflow_id, run_id).describe()
+    started = engine.get_history(info.workflow_id, info.run_id)[0].attributes
+    if info.is_open:
+        engine.terminate_execution(info.workflow_id, info.run_id, reason="workflow.restart")
+    extra: dict[str, Any] = {}
+    if getattr(info, "search_attributes", None):
+        extra["search_attributes"] = info.search_attributes  # type: ignore[attr-defined]
+    new_run = engine.start_execution(
+        info.workflow_id, info.workflow_type, info.version, info.task_list, started.get("input", info.input),
+        tags=info.tags, decision_timeout=info.decision_timeout, **extra,
+    )
+    click.echo(f"{info.workflow_id} {new_run}")
+
+
+FILTER_COLUMNS = (
+    "Workflow ID", "Workflow Type", "Workflow Version", "Run ID", "Status", "Close Status", "Start Timestamp",
+    "Close Timestamp", "Cancel Requested", "Input", "Tags", "Decision Tasks Timeout", "Parent Workflow ID",
+    "Parent Run ID",
+)
+"""simpleflow's `workflow.filter` columns (`pretty.list_details`), without SWF's child policy and
+execution timeout."""
+
+
+@workflow_group.command("filter")
+@click.option("--status", "-s", type=click.Choice(["open", "closed"]), default="open", show_default=True)
+@click.option("--tag", help="Only executions started with this tag.")
+@click.option("--workflow-id", help="Only executions of this workflow id.")
+@click.option("--workflow-type-name", help="Only executions of this workflow type.")
+@click.option("--workflow-type-version", help="Only executions of this type version.")
+@click.option("--close-status", "-c", type=click.Choice(CLOSED_STATUSES, case_sensitive=False),
+              help="Only closed executions that ended so (implies --status closed).")
+@click.option("--started-since", "-d", type=int, default=30, show_default=True,
+              help="Only executions started in the last N days (0: any time); ignored with --started-after.")
+@click.option("--started-after", "--from-date", "started_after", help="Started at or after this ISO date/datetime.")
+@click.option("--started-before", "--to-date", "started_before", help="Started before this ISO date/datetime.")
+@click.option("--closed-after", help="Closed at or after this ISO date/datetime.")
+@click.option("--closed-before", help="Closed before this ISO date/datetime.")
+@click.option("--limit", type=click.IntRange(min=1), default=100, show_default=True, help="Page size.")
+@click.option("--page", type=click.IntRange(min=1), default=1, show_default=True, help="Page number, 1 = newest.")
+@format_option
+@header_option
+@pass_ctx
+def filter_cmd(
+    ctx: Context, status: str, tag: str | None, workflow_id: str | None, workflow_type_name: str | None,
+    workflow_type_version: str | None, close_status: str | None, started_since: int, started_after: str | None,
+    started_before: str | None, closed_after: str | None, closed_before: str | None, limit: int, page: int,
+    fmt: str, header: bool,
+) -> None:
+    """Executions matching every filter given, newest first, a page at a time (simpleflow's
+    `workflow.filter`, with the columns of its `list_details`)."""
+    if close_status and status == "open" and ctx_source(click.get_current_context(), "status") != "default":
+        raise ConfigError("--close-status needs --status closed")
+    if workflow_type_version and not workflow_type_name:
+        raise ConfigError("--workflow-type-version needs --workflow-type-name")
+    if started_since < 0:
+        raise ConfigError(f"--started-since must be >= 0 days, got {started_since}")
+    after = to_epoch(started_after, "--started-after")
+    if after is None and started_since:
+        after = time.time() - started_since * 86400.0
+    before = to_epoch(started_before, "--started-before")
+    closed_from, closed_to = to_epoch(closed_after, "--closed-after"), to_epoch(closed_before, "--closed-before")
+    if closed_from is not None or closed_to is not None:
+        status = "closed"
+
+    def wanted(e: ExecutionInfo) -> bool:
+        if workflow_id is not None and e.workflow_id != workflow_id:
+            return False
+        if workflow_type_version is not None and e.version != workflow_type_version:
+            return False
+        if closed_from is not None and (e.close_time is None or e.close_time < closed_from):
+            return False
+        return closed_to is None or (e.close_time is not None and e.close_time < closed_to)
+
+    client = ctx.client()
+    found = (
+        e for e in client.list(status=close_status.lower() if close_status else status,
+                               workflow_type=workflow_type_name, tag=tag, started_after=after,
+                               started_before=before, page_size=max(limit, 100))
+        if wanted(e)
+    )
+    payloads = client.engine.payloads
+    rows = [_filter_row(e, payloads) for e in itertools.islice(found, (page - 1) * limit, page * limit)]
+    emit(rows, fmt, header=header, columns=FILTER_COLUMNS)
+
+
+def ctx_source(ctx: click.Context, name: str) -> str:
+    """Whether option `name` was given (`commandline`, `environment`) or left at its `default`."""
+    source = ctx.get_parameter_source(name)
+    return "default" if source is None or source.name in ("DEFAULT", "DEFAULT_MAP") else source.name.lower()
+
+
+def _filter_row(e: ExecutionInfo, payloads: Payloads) -> dict[str, Any]:
+    return {
+        "Workflow ID": e.workflow_id,
+        "Workflow Type": e.workflow_type,
+        "Workflow Version": e.version,
+        "Run ID": e.run_id,
+        "Status": "OPEN" if e.is_open else "CLOSED",
+        "Close Status": None if e.is_open else e.status.upper(),
+        "Start Timestamp": ts(e.start_time),
+        "Close Timestamp": ts(e.close_time),
+        "Cancel Requested": e.cancel_requested,
+        "Input": shown(payloads, e.input),
+        "Tags": ",".join(e.tags),
+        "Decision Tasks Timeout": e.decision_timeout,
+        "Parent Workflow ID": e.parent_workflow_id,
+        "Parent Run ID": e.parent_run_id,
+    }

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import datetime as _dt
 import threading
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any, ClassVar, Generic, TypeVar
 
 from ..engines import Engine, display_url, open_engine
 from ..engines.base import CLOSED_STATUSES, ID_REUSE_POLICIES, OPEN, ExecutionInfo
 from ..errors import ConfigError, EngineError, WorkflowNotFound
+from ..search import encode_attributes, parse_where
 from ..workflow import Workflow
 from .dual import Awaiting, Blocking, Emit, Op, StreamOp, call, operation, stream
 from .handle import AsyncWorkflowHandle, HandleBase, WorkflowHandle
@@ -98,6 +99,7 @@ class ClientBase(Generic[H]):
         task_list: str | None = None,
         tags: Iterable[str] | None = None,
         id_reuse_policy: str = "allow_duplicate",
+        search_attributes: Mapping[str, Any] | None = None,
         **kwargs: Any,
     ) -> Op[H]:
         """Start an execution of `workflow` (a Workflow class or a `"module.Class"` path) with
@@ -107,11 +109,15 @@ class ClientBase(Generic[H]):
         most 5) are recorded and can be listed by; `id_reuse_policy` is one of
         `allow_duplicate`, `allow_duplicate_failed_only`, `reject_duplicate`. Raises
         `WorkflowAlreadyStarted` when `workflow_id` is open (or its reuse is refused).
+        `search_attributes` maps names to str, int, float, bool or datetime values the execution
+        can be listed by (`list(where=...)`, docs/search.md).
         """
         from ..local import start as start_execution  # here: `import steadyflow` stays light
 
         cls = resolve_workflow(workflow)
         tag_list = check_tags(tags)
+        if search_attributes:
+            encode_attributes(search_attributes)  # bad names or types fail here, before connecting
         if id_reuse_policy not in ID_REUSE_POLICIES:
             raise ConfigError(
                 f"unknown id reuse policy {id_reuse_policy!r} (expected one of {', '.join(ID_REUSE_POLICIES)})"
@@ -119,7 +125,7 @@ class ClientBase(Generic[H]):
         engine = yield from self._connect()
         wid, rid = yield from call(
             start_execution, engine, cls, args, kwargs, workflow_id=workflow_id, task_list=task_list,
-            tags=tag_list, id_reuse_policy=id_reuse_policy,
+            tags=tag_list, id_reuse_policy=id_reuse_policy, search_attributes=search_attributes,
         )
         return self._handle_class(self, wid, rid, follow_runs=True)  # type: ignore[return-value]
 
@@ -133,6 +139,7 @@ class ClientBase(Generic[H]):
         started_before: _dt.datetime | _dt.date | float | str | None = None,
         page_size: int = 100,
         limit: int | None = None,
+        where: str | None = None,
     ) -> StreamOp[ExecutionInfo]:
         """Executions, newest first, read a page at a time as the iteration goes.
 
@@ -140,7 +147,8 @@ class ClientBase(Generic[H]):
         `terminated`, `continued_as_new`, `timed_out`). `tag`: executions started with it.
         `started_after <= start time < started_before`: datetimes (naive ones are UTC, as the
         command line shows times), dates (midnight UTC), epoch seconds or ISO 8601 text.
-        `limit`: stop after that many. Pages are read by offset: an execution started during
+        `where`: a where-expression over search attributes, e.g. `"Customer = 'acme' AND Amount > 100"`
+        (docs/search.md). `limit`: stop after that many. Pages are read by offset: an execution started during
         the iteration may push one already listed onto the next page, where it is skipped.
         """
         if status is not None and status not in LIST_STATUSES:
@@ -148,6 +156,8 @@ class ClientBase(Generic[H]):
         if page_size < 1:
             raise ConfigError(f"page_size must be at least 1, not {page_size}")
         after, before = to_epoch(started_after, "started_after"), to_epoch(started_before, "started_before")
+        if where is not None:
+            parse_where(where)  # a malformed expression fails here, before connecting
         engine = yield from self._connect()
         offset, count = 0, 0
         previous: set[str] = set()
@@ -155,7 +165,7 @@ class ClientBase(Generic[H]):
             want = page_size if limit is None else min(page_size, limit - count)
             page = yield from call(
                 engine.list_executions, status=status, workflow_type=workflow_type, limit=want, offset=offset,
-                tag=tag, started_after=after, started_before=before,
+                tag=tag, started_after=after, started_before=before, where=where,
             )
             for info in page:
                 if info.run_id in previous:  # pushed here from the last page by a newer execution

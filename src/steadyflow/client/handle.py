@@ -27,11 +27,13 @@ if TYPE_CHECKING:
     from .client import ClientBase
 
 CONTINUED = "continued_as_new"
-#: First and longest pause between two looks at an open execution: the engine does not push
-#: closes yet, so waiting polls, starting fast (a short workflow answers in milliseconds) and
-#: backing off so that many waiters cost little.
-FIRST_POLL = 0.005
+#: First and longest pause between two looks at an open execution, and the growth between them:
+#: the engine does not push closes, so waiting polls, starting fast (a short workflow answers in a
+#: few milliseconds, and one look costs a fraction of one) and backing off gently, so that a result
+#: is seen soon after it is recorded while many waiters still cost little.
+FIRST_POLL = 0.001
 MAX_POLL = 0.5
+GROWTH = 1.5
 
 
 class HandleBase:
@@ -169,7 +171,7 @@ class HandleBase:
                     raise ResultTimeout(self.workflow_id, run, float(timeout or 0.0))
                 pause = min(delay, left)
             yield from sleep(pause)
-            delay = min(delay * 2, MAX_POLL)
+            delay = min(delay * GROWTH, MAX_POLL)
 
     def _successor(self, engine: Engine, info: ExecutionInfo) -> Op[str]:
         """The run that `info`'s run (closed by continue-as-new) continued as."""

@@ -43,7 +43,8 @@ def _open(url: str, clock: Callable[[], float] | None, prepare: bool) -> Engine:
     if scheme == "sqlite":
         from .sqlite import SQLiteEngine
 
-        return SQLiteEngine(sqlite_path(rest), clock=clock, prepare=prepare)
+        path, options = sqlite_options(rest)
+        return SQLiteEngine(sqlite_path(path), clock=clock, prepare=prepare, **options)
     if scheme in POSTGRES_SCHEMES:
         try:
             from .postgres import PostgresEngine
@@ -67,6 +68,21 @@ def display_url(url: str) -> str:
         user, colon, _ = userinfo.partition(":")
         rest = f"{user}{':***' if colon else ''}@{hostpart}"
     return scheme + sep + re.sub(r"(?i)(password=)[^&#\s]*", r"\1***", rest)
+
+
+SQLITE_OPTIONS = ("synchronous",)
+
+
+def sqlite_options(rest: str) -> tuple[str, dict[str, str]]:
+    """Split `path?synchronous=full` into the path and the engine's options; others are refused."""
+    path, _, query = rest.partition("?")
+    options: dict[str, str] = {}
+    for pair in filter(None, query.split("&")):
+        key, _, value = pair.partition("=")
+        if key not in SQLITE_OPTIONS:
+            raise ConfigError(f"unknown option {key!r} in sqlite URL (known: {', '.join(SQLITE_OPTIONS)})")
+        options[key] = value
+    return path, options
 
 
 def sqlite_path(rest: str) -> str:

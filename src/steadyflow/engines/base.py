@@ -72,6 +72,8 @@ class ExecutionInfo:
     parent_workflow_id: str | None = None
     parent_run_id: str | None = None
     cancel_requested: bool = False
+    #: Its typed search attributes, name -> str, int, float, bool or aware datetime (docs/search.md).
+    search_attributes: dict[str, Any] = field(default_factory=dict, hash=False)
 
     @property
     def is_open(self) -> bool:
@@ -164,12 +166,17 @@ class Engine(ABC):
         tags: Sequence[str] = (),
         decision_timeout: float = DEFAULT_DECISION_TIMEOUT,
         id_reuse_policy: str = "allow_duplicate",
+        search_attributes: Mapping[str, Any] | None = None,
     ) -> str:
         """Start an execution; return its new run id.
 
         Appends `WorkflowExecutionStarted` and `DecisionTaskScheduled`. Raises
         `WorkflowAlreadyStarted` when an open execution has `workflow_id`, or when a closed one has
         it and `id_reuse_policy` (one of `ID_REUSE_POLICIES`) forbids starting it again.
+        `search_attributes` (checked by `search.encode_attributes` before anything is written) are
+        recorded in the started event as `searchAttributes` and indexed in the same transaction;
+        so are the changes of every `search.SEARCH_MARKER` marker a decision records, and a
+        continued run starts with its predecessor's.
         """
 
     @abstractmethod
@@ -186,12 +193,15 @@ class Engine(ABC):
         tag: str | None = None,
         started_after: float | None = None,
         started_before: float | None = None,
+        where: str | None = None,
     ) -> list[ExecutionInfo]:
         """Executions, newest first. `status` is `open`, `closed` or one close status.
 
         `tag` keeps executions started with that tag among theirs; `started_after` and
         `started_before` (epoch seconds) keep those with `started_after <= start_time <
         started_before`, a half-open interval so that consecutive windows never overlap.
+        `where` keeps those a where-expression over search attributes holds for (`search.parse_where`;
+        `SearchQueryError` when it is malformed or compares an attribute with another type).
         """
 
     @abstractmethod
@@ -312,6 +322,11 @@ class Engine(ABC):
     @abstractmethod
     def next_due(self) -> float | None:
         """When the next timer, timeout or delayed decision falls due (epoch seconds), or None."""
+
+    def wake_waiter(self, kind: str, task_list: str) -> Any:
+        """A `wake.WakeWaiter` an idle poller of `kind` ("decision" or "activity") tasks on
+        `task_list` can block on instead of polling often; None when the engine has no wake-ups."""
+        return None
 
     def close(self) -> None:  # noqa: B027 - optional hook, not abstract
         """Release connections. The default does nothing."""

@@ -44,6 +44,7 @@ from .base import (
     decision_retry_delay,
 )
 from .limits import TaskListLimits, refill
+from .memory_search import MemorySearch
 
 
 @dataclass
@@ -75,6 +76,7 @@ class _Execution:
     parent_initiated_id: int | None = None
     parent_close_policy: str = "terminate"
     cancel_requested: bool = False
+    search: dict[str, Any] = field(default_factory=dict)  # name -> (type, value)
 
 
 @dataclass
@@ -121,6 +123,7 @@ class MemoryEngine(Engine):
         self._limits: dict[str, TaskListLimits] = {}
         self._buckets: dict[str, tuple[float, float]] = {}  # task list -> (tokens, refreshed)
         self._retry_at: float | None = None
+        self._search = MemorySearch()
 
     # -- helpers ---------------------------------------------------------------------------------
 
@@ -230,6 +233,7 @@ class MemoryEngine(Engine):
             parent_workflow_id=ex.parent_workflow_id,
             parent_run_id=ex.parent_run_id,
             cancel_requested=ex.cancel_requested,
+            search_attributes={name: value for name, (_, value) in sorted(ex.search.items())},
         )
 
     def _wait_for(self, claim: Callable[[], Any], wait: float) -> Any:
@@ -263,14 +267,16 @@ class MemoryEngine(Engine):
         tags: Sequence[str] = (),
         decision_timeout: float = DEFAULT_DECISION_TIMEOUT,
         id_reuse_policy: str = "allow_duplicate",
+        search_attributes: Mapping[str, Any] | None = None,
     ) -> str:
+        searched = self._search.started(search_attributes)
         with self._cond:
             latest = self._runs.get(self._latest.get(workflow_id, ""))
             if latest is not None and latest.status == OPEN:
                 raise WorkflowAlreadyStarted(workflow_id, latest.run_id)
             check_reuse(id_reuse_policy, workflow_id, latest.status if latest else None)
             return self._new_run(
-                workflow_id, workflow_type, version, task_list, input, tags, decision_timeout
+                workflow_id, workflow_type, version, task_list, input, tags, decision_timeout, **searched
             ).run_id
 
     def _new_run(
@@ -299,6 +305,7 @@ class MemoryEngine(Engine):
         )
         self._runs[run_id] = ex
         self._latest[workflow_id] = run_id
+        self._search.index(ex.search, started.get("searchAttributes"))
         self._append(
             ex,
             h.WORKFLOW_EXECUTION_STARTED,
@@ -327,7 +334,9 @@ class MemoryEngine(Engine):
         tag: str | None = None,
         started_after: float | None = None,
         started_before: float | None = None,
+        where: str | None = None,
     ) -> list[ExecutionInfo]:
+        query = self._search.parse(where)
         with self._cond:
             runs = sorted(self._runs.values(), key=lambda e: e.seq, reverse=True)
             if status == "closed":
@@ -342,6 +351,9 @@ class MemoryEngine(Engine):
                 runs = [e for e in runs if e.start_time >= started_after]
             if started_before is not None:
                 runs = [e for e in runs if e.start_time < started_before]
+            if query is not None:
+                matches = self._search.predicate(query)
+                runs = [e for e in runs if matches(e, e.search)]
             return [self._info(e) for e in runs[offset : offset + limit]]
 
     def get_history(
@@ -444,12 +456,16 @@ class MemoryEngine(Engine):
         for d in decisions:
             if not isinstance(d, ALL_DECISIONS):
                 raise EngineError(f"unknown decision {d!r}")
+        changes = self._search.of_decisions(decisions)  # checked before anything is applied
         with self._cond:
             ex = self._decision_owner(token)
-            self._apply_decisions(ex, decisions, execution_context)
+            self._apply_decisions(ex, decisions, execution_context, changes)
             self._cond.notify_all()
 
-    def _apply_decisions(self, ex: _Execution, decisions: Sequence[Decision], context: str | None) -> None:
+    def _apply_decisions(
+        self, ex: _Execution, decisions: Sequence[Decision], context: str | None,
+        changes: Mapping[int, Mapping[str, Any]] | None = None,
+    ) -> None:
         now = self.clock()
         completed = self._append(
             ex,
@@ -513,6 +529,8 @@ class MemoryEngine(Engine):
                     details=d.details,
                     decisionTaskCompletedEventId=completed,
                 )
+                if changes and id(d) in changes:
+                    self._search.index(ex.search, changes[id(d)], decoded=True)
             elif isinstance(d, SignalExternalWorkflowExecution):
                 self._signal_external(ex, d, completed)
             elif isinstance(d, StartChildWorkflowExecution):
@@ -662,6 +680,7 @@ class MemoryEngine(Engine):
             ex.tags,
             ex.decision_timeout,
             continuedExecutionRunId=ex.run_id,
+            searchAttributes=self._search.encoded(ex.search),
             **parent,
         )
         nxt.parent_workflow_id, nxt.parent_run_id = ex.parent_workflow_id, ex.parent_run_id

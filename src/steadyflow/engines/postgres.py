@@ -513,6 +513,10 @@ class PostgresEngine(SQLEngine):
     def _wait_for_wake(self, kind: str, task_list: str, token: Any, timeout: float) -> None:
         self._wakes.wait(wake_key(kind, task_list), token, timeout)
 
+    def wake_waiter(self, kind: str, task_list: str) -> _Waiter:
+        """Wake-ups through this process's `LISTEN` connection (started by the first `wait`)."""
+        return _Waiter(self, wake_key(kind, task_list))
+
     def _pause(self, attempt: int) -> float:
         listener = self._listener
         if listener is not None and listener.healthy.is_set():
@@ -528,6 +532,33 @@ class PostgresEngine(SQLEngine):
             listener.close()
         if pool is not None:
             pool.close(timeout=5.0)
+
+
+class _Waiter:
+    """`PostgresEngine.wake_waiter`: a poller's view of one wake key's counter."""
+
+    def __init__(self, engine: PostgresEngine, key: str) -> None:
+        self._engine, self._key = engine, key
+        self._seen: tuple[int, int] | None = None
+        self._wakes: _Wakes | None = None
+
+    @property
+    def reliable(self) -> bool:
+        listener = self._engine._listener
+        return listener is not None and listener.healthy.is_set()
+
+    def wait(self, timeout: float) -> bool:
+        engine = self._engine
+        engine._fork_check()
+        if self._seen is None or self._wakes is not engine._wakes:  # first call, or after a fork
+            engine._before_waiting()  # listening before the poller looks: nothing is missed
+            self._wakes = engine._wakes
+            self._seen = self._wakes.token(self._key)
+            return True
+        self._wakes.wait(self._key, self._seen, timeout)
+        token = self._wakes.token(self._key)
+        woken, self._seen = token != self._seen, token
+        return woken
 
 
 __all__ = ["DECISION", "ACTIVITY", "POSTGRES_DIALECT", "PostgresEngine", "redact", "scrub", "secrets_of"]

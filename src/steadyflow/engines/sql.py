@@ -59,6 +59,7 @@ from ..errors import (
     UnknownTask,
     WorkflowAlreadyStarted,
 )
+from ..search import SEARCH_MARKER, decode_attributes, encode_attributes, parse_where
 from .base import (
     DEFAULT_DECISION_TIMEOUT,
     OPEN,
@@ -83,6 +84,7 @@ from .sql_schema import (  # noqa: F401 - re-exported: the shared SQL is part of
     Migration,
     SchemaMigrations,
 )
+from .sql_search import SearchMixin
 
 #: Decision types `_apply_decision` knows how to apply; others are refused before anything is written.
 KNOWN_DECISIONS = ALL_DECISIONS
@@ -127,9 +129,11 @@ def check_decisions(decisions: Sequence[Decision]) -> None:
     for d in decisions:
         if not isinstance(d, KNOWN_DECISIONS):
             raise EngineError(f"unknown decision {d!r}")
+        if isinstance(d, RecordMarker) and d.name == SEARCH_MARKER:
+            decode_attributes(json.loads(d.details or "null"), removals=True)
 
 
-class SQLEngine(LinksMixin, SchemaMigrations, Engine):
+class SQLEngine(LinksMixin, SearchMixin, SchemaMigrations, Engine):
     """The contract on a SQL database; subclasses supply the dialect and the hooks below."""
 
     dialect: Dialect
@@ -408,8 +412,10 @@ class SQLEngine(LinksMixin, SchemaMigrations, Engine):
         tags: Sequence[str] = (),
         decision_timeout: float = DEFAULT_DECISION_TIMEOUT,
         id_reuse_policy: str = "allow_duplicate",
+        search_attributes: Mapping[str, Any] | None = None,
     ) -> str:
         run_id = uuid.uuid4().hex  # chosen before the transaction, so that a retry recognises it
+        searched = {"searchAttributes": encode_attributes(search_attributes)} if search_attributes else {}
 
         def start(conn: Conn) -> str:
             running = conn.execute(self._sql("open_run"), (workflow_id,)).fetchone()
@@ -420,7 +426,8 @@ class SQLEngine(LinksMixin, SchemaMigrations, Engine):
             last = conn.execute(self._sql("latest_closed"), (workflow_id,)).fetchone()
             check_reuse(id_reuse_policy, workflow_id, last[0] if last else None)
             self._new_run(
-                conn, workflow_id, workflow_type, version, task_list, input, tags, decision_timeout, run_id
+                conn, workflow_id, workflow_type, version, task_list, input, tags, decision_timeout, run_id,
+                **searched,
             )
             return run_id
 
@@ -431,7 +438,12 @@ class SQLEngine(LinksMixin, SchemaMigrations, Engine):
             raise WorkflowAlreadyStarted(workflow_id, running[0] if running else None) from None
 
     def describe_execution(self, workflow_id: str, run_id: str | None = None) -> ExecutionInfo:
-        return self._run(lambda conn: self._info(self._find(conn, workflow_id, run_id)), write=False)
+        return self._run(lambda conn: self._infos(conn, [self._find(conn, workflow_id, run_id)])[0], write=False)
+
+    def _infos(self, conn: Conn, rows: Sequence[Row]) -> list[ExecutionInfo]:
+        """`_info` of each row, with its search attributes."""
+        found = self._search_of(conn, [r["id"] for r in rows])
+        return [dataclasses.replace(self._info(r), search_attributes=found[r["id"]]) for r in rows]
 
     def list_executions(
         self,
@@ -442,7 +454,9 @@ class SQLEngine(LinksMixin, SchemaMigrations, Engine):
         tag: str | None = None,
         started_after: float | None = None,
         started_before: float | None = None,
+        where: str | None = None,
     ) -> list[ExecutionInfo]:
+        query = parse_where(where) if where is not None else None
         clauses: list[str] = []
         params: list[Any] = []
         if status == "closed":
@@ -462,11 +476,17 @@ class SQLEngine(LinksMixin, SchemaMigrations, Engine):
         if started_before is not None:
             clauses.append("start_time < ?")
             params.append(float(started_before))
-        sql = self._placeholders(
-            SQL["list"].format(where="WHERE " + " AND ".join(clauses) if clauses else "")
-        )
-        params += [max(limit, 0), max(offset, 0)]
-        return self._run(lambda conn: [self._info(r) for r in conn.execute(sql, params)], write=False)
+
+        def read(conn: Conn) -> list[ExecutionInfo]:
+            found, values = list(clauses), list(params)
+            if query is not None:
+                condition, more = self._where_clause(conn, query)
+                found.append(condition)
+                values += more
+            sql = self._placeholders(SQL["list"].format(where="WHERE " + " AND ".join(found) if found else ""))
+            return self._infos(conn, conn.execute(sql, [*values, max(limit, 0), max(offset, 0)]).fetchall())
+
+        return self._run(read, write=False)
 
     def get_history(
         self, workflow_id: str, run_id: str | None = None, after_event_id: int = 0
@@ -597,6 +617,8 @@ class SQLEngine(LinksMixin, SchemaMigrations, Engine):
                 emit(h.TIMER_CANCELED, timerId=d.timer_id, startedEventId=timer["started_event_id"])
         elif isinstance(d, RecordMarker):
             emit(h.MARKER_RECORDED, markerName=d.name, details=d.details)
+            if d.name == SEARCH_MARKER:
+                self._index_marker(conn, execution, d.details)
         elif isinstance(d, SignalExternalWorkflowExecution):
             self._signal_external(conn, execution, d, completed)
         elif isinstance(d, StartChildWorkflowExecution):

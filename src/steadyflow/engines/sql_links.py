@@ -19,6 +19,7 @@ from ..decisions import (
     StartChildWorkflowExecution,
 )
 from ..errors import ExecutionClosed
+from ..search import decode_attributes
 from .base import OPEN
 
 Conn = Any
@@ -51,6 +52,8 @@ class LinksMixin:
             conn.execute(self._sql("set_parent"), (*parent, execution))  # type: ignore[attr-defined]
             started["parentWorkflowExecution"] = {"workflowId": parent[0], "runId": parent[1]}
             started["parentInitiatedEventId"] = parent[2]
+        if started.get("searchAttributes"):
+            self._index_search(conn, execution, decode_attributes(started["searchAttributes"]))  # type: ignore[attr-defined]
         self._append(  # type: ignore[attr-defined]
             conn,
             execution,
@@ -166,6 +169,7 @@ class LinksMixin:
             parent = (ex["parent_workflow_id"], ex["parent_run_id"], ex["parent_initiated_id"], ex["parent_close_policy"])
         # The old run closes first, so that the new one may take the open workflow id.
         new_run = uuid.uuid4().hex
+        searched = self._encoded_search_of(conn, execution)  # type: ignore[attr-defined]
         self._append(  # type: ignore[attr-defined]
             conn, execution, h.WORKFLOW_EXECUTION_CONTINUED_AS_NEW, input=d.input, newExecutionRunId=new_run,
             taskList={"name": d.task_list or ex["task_list"]}, decisionTaskCompletedEventId=completed,
@@ -174,5 +178,5 @@ class LinksMixin:
         self._new_run(
             conn, ex["workflow_id"], ex["workflow_type"], d.version or ex["version"], d.task_list or ex["task_list"],
             d.input, json.loads(ex["tags"]), ex["decision_timeout"], run_id=new_run, parent=parent,
-            continuedExecutionRunId=ex["run_id"],
+            continuedExecutionRunId=ex["run_id"], searchAttributes=searched,
         )

@@ -119,12 +119,25 @@ LIMITS = (
         WHERE token IS NOT NULL""",
 )
 
+#: Version 6: typed search attributes, one row per execution and name, in the column of its type
+#: (`search/values.py`), and the (name, type) pairs in use, which a where-expression is checked against.
+SEARCH = (
+    """CREATE TABLE steadyflow_search_attributes (
+        execution {ref} NOT NULL REFERENCES steadyflow_executions (id), name TEXT NOT NULL, type TEXT NOT NULL,
+        text_value TEXT, int_value {int64}, real_value {real}, PRIMARY KEY (execution, name))""",
+    "CREATE INDEX steadyflow_search_text ON steadyflow_search_attributes (name, text_value) WHERE text_value IS NOT NULL",
+    "CREATE INDEX steadyflow_search_int ON steadyflow_search_attributes (name, int_value) WHERE int_value IS NOT NULL",
+    "CREATE INDEX steadyflow_search_real ON steadyflow_search_attributes (name, real_value) WHERE real_value IS NOT NULL",
+    "CREATE TABLE steadyflow_search_types (name TEXT NOT NULL, type TEXT NOT NULL, PRIMARY KEY (name, type))",
+)
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "executions, events, activity tasks, timers", SCHEMA),
     Migration(2, "child workflows and cancellation requests", LINKS),
     Migration(3, "blobs and state data", DATA),
     Migration(4, "schedules", SCHEDULES),
     Migration(5, "task list limits", LIMITS),
+    Migration(6, "search attributes", SEARCH),
 )
 SCHEMA_VERSION = MIGRATIONS[-1].version
 

@@ -210,6 +210,11 @@ class SQLiteEngine(SQLEngine):
             if self._commits == token:  # nothing committed here since the peek: wait for news
                 self._wake.wait(timeout)
 
+    def wake_waiter(self, kind: str, task_list: str) -> _Waiter:
+        """Wake-ups from every process on this file (the wake channel), or, without the channel,
+        from this process's own commits only (then `reliable` is False)."""
+        return _Waiter(self)
+
     def _pause(self, attempt: int) -> float:
         """How long an idle poller waits before it looks again by itself: with the wake channel,
         up to a second (wake-ups bring new work sooner); without it, 2 ms growing to 50 ms."""
@@ -225,3 +230,31 @@ class SQLiteEngine(SQLEngine):
         for _, conn, pid in conns:
             if pid == os.getpid():  # a connection inherited through fork belongs to the parent
                 conn.close()
+
+
+class _Waiter:
+    """`SQLiteEngine.wake_waiter`: the channel, or this process's commit counter without one.
+    Not per task list: a commit that made work anywhere wakes it (the poller then looks, cheaply)."""
+
+    def __init__(self, engine: SQLiteEngine) -> None:
+        self._engine = engine
+        self._seen: int | None = None
+
+    @property
+    def reliable(self) -> bool:
+        return self._engine._channel is not None
+
+    def wait(self, timeout: float) -> bool:
+        engine, channel = self._engine, self._engine._channel
+        if self._seen is None:  # first call: register, then have the poller look once
+            if channel is not None:
+                channel.register()
+            self._seen = engine._commits
+            return True
+        if channel is not None:
+            return channel.wait(timeout)
+        with engine._wake:
+            if engine._commits == self._seen:
+                engine._wake.wait(timeout)
+            woken, self._seen = engine._commits != self._seen, engine._commits
+        return woken

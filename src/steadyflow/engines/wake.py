@@ -21,6 +21,22 @@ import socket
 import sys
 import threading
 import uuid
+from typing import Protocol
+
+
+class WakeWaiter(Protocol):
+    """What an engine hands an idle poller (`Engine.wake_waiter`): one thread blocks in `wait`.
+
+    `wait(timeout)` returns True when tasks may have become ready since the last call (the first
+    call always returns True: wake-ups before it were not seen, so look once), False when the
+    timeout passed quietly. `reliable` is False while wake-ups from other processes may be missed
+    (no channel, a listener reconnecting): the poller should then poll at its short interval.
+    """
+
+    @property
+    def reliable(self) -> bool: ...
+
+    def wait(self, timeout: float) -> bool: ...
 
 
 class WakeChannel:
@@ -47,6 +63,10 @@ class WakeChannel:
             with self._lock:
                 self._owned.append((name, sock, os.getpid()))
         return local.sock
+
+    def register(self) -> None:
+        """Register the calling thread: from now on, every `notify` reaches its next `wait`."""
+        self._socket()
 
     def wait(self, timeout: float) -> bool:
         """Wait up to `timeout` s for a wake-up (one that came since the last wait counts); True if woken."""

@@ -17,6 +17,10 @@ from ..errors import PayloadError
 from .tagged import from_tagged, to_native
 
 _CANONICAL = _json.JSONEncoder(sort_keys=True, separators=(",", ":"))
+DEFAULT_MAX_NESTING = 200
+"""How deeply lists and objects may nest in a payload (`STEADYFLOW_MAX_NESTING` changes it). A
+payload bomb nested a thousand deep would be stored, then fail every replay that decodes it with
+`RecursionError`: it is refused before anything is written instead."""
 #: Strings longer than this are escaped in slices of this size rather than in one piece.
 _BIG = 1 << 20
 
@@ -45,6 +49,7 @@ class Pieces:
 def pieces(value: Any) -> Pieces:
     """The canonical encoding of `value`, in pieces (see `Pieces`)."""
     try:
+        _check_nesting(value)  # before `to_native`, which recurses
         native = to_native(value)
         big: list[str] = []
         token = os.urandom(6).hex()
@@ -59,6 +64,28 @@ def pieces(value: Any) -> Pieces:
         parts += [before + '"', (string,), '"']
     parts.append(text)
     return Pieces(parts)
+
+
+def max_nesting() -> int:
+    text = os.environ.get("STEADYFLOW_MAX_NESTING", "")
+    return int(text) if text.strip().isdigit() else DEFAULT_MAX_NESTING
+
+
+def _check_nesting(native: Any) -> None:
+    """Refuse a value whose lists and objects nest deeper than `max_nesting()` (walked without recursion)."""
+    limit = max_nesting()
+    if not isinstance(native, _CONTAINERS):
+        return
+    stack = [(native, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if depth > limit:
+            raise PayloadError(f"payload nests deeper than {limit} levels (STEADYFLOW_MAX_NESTING)")
+        children = node.values() if isinstance(node, dict) else node
+        stack.extend((child, depth + 1) for child in children if isinstance(child, _CONTAINERS))
+
+
+_CONTAINERS = (list, dict, tuple, set, frozenset)
 
 
 def _has_big(native: Any) -> bool:

@@ -40,6 +40,8 @@ class Backend(ABC):
 
     queue: Any
     supports_priority = False
+    supports_limits = False
+    """True when the queue enforces concurrency and rate limits (database queues; never SQS)."""
     max_delay: float | None = None
     """The longest `delay` a message may have (SQS: 900 seconds), None for no limit."""
 

@@ -29,7 +29,7 @@ def decode(body: Any) -> tuple[str, dict[str, Any]]:
         raise BadMessage(f"message body is {type(body).__name__}, not text")
     try:
         content = json.loads(body)
-    except ValueError as exc:
+    except (ValueError, RecursionError) as exc:  # RecursionError: nested too deeply to parse
         raise BadMessage(f"message body is not valid JSON: {exc}") from exc
     if not isinstance(content, dict):
         raise BadMessage(f"message body is a JSON {type(content).__name__}, not an object")

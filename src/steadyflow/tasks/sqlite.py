@@ -19,7 +19,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from .sqlqueue import META, SCHEMA_VERSION, SQLQueue
+from .sqlqueue import SQLQueue
 
 BUSY_TIMEOUT_MS = 60_000
 _MIN_POLL, _MAX_POLL = 0.01, 0.25
@@ -43,7 +43,7 @@ class SQLiteQueue(SQLQueue):
         with self._transaction(immediate=True) as conn:
             for statement in self._schema_statements({"pk": "INTEGER PRIMARY KEY AUTOINCREMENT", "real": "REAL"}):
                 conn.execute(self._sql(statement))
-            conn.execute(f"INSERT OR IGNORE INTO {META} (key, value) VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
+            self._migrate(conn, "REAL")
 
     def _connection(self) -> sqlite3.Connection:
         if self._conn is None or self._pid != os.getpid():

@@ -17,6 +17,8 @@ redrive policy).
 Time is the database's clock (`julianday('now')` / `clock_timestamp()`), so consumers on
 several hosts agree on visibility. Messages are ordered by `priority` (higher first), then by
 the order they were sent. All SQL is parameterised; identifiers are fixed or validated.
+
+A queue may have concurrency, rate and per-key limits, enforced by the claim (`sqllimits.py`).
 """
 
 from __future__ import annotations
@@ -33,12 +35,14 @@ from typing import Any
 
 from .backend import DEAD_LETTER_SUFFIX, Backend, DeadLetter
 from .errors import ReceiptExpired
+from .sqllimits import QueueLimitsMixin, limits_statements
 
 logger = logging.getLogger("steadyflow.tasks")
 
 TABLE = "steadyflow_task_messages"
 META = "steadyflow_task_meta"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+"""1: messages; 2: limits (`sqllimits.py`). Older tables are brought up to date when a queue opens."""
 _COLUMNS = "seq, message_id, body, attributes, receive_count, sent_at, first_received_at, source_queue, dead_letter_reason, dead_lettered_at"
 
 
@@ -72,7 +76,7 @@ class SQLMessage:
         return f"SQLMessage(id={self.message_id}, queue={self.queue_url})"
 
 
-class SQLQueue(Backend, ABC):
+class SQLQueue(QueueLimitsMixin, Backend, ABC):
     """The SQL of a task queue; subclasses supply connections and the dialect's few differences."""
 
     supports_priority = True
@@ -120,30 +124,32 @@ class SQLQueue(Backend, ABC):
 
     # -- sending --------------------------------------------------------------------------------
 
-    def send(self, body: str, message_attributes: dict[str, Any], *, delay: float = 0, priority: int = 0) -> dict[str, Any]:
+    def send(self, body: str, message_attributes: dict[str, Any], *, delay: float = 0, priority: int = 0,
+             limit_key: str | None = None) -> dict[str, Any]:
         message_id = str(uuid.uuid4())
         with self._transaction() as conn:
             self._exec(
                 conn,
-                "INSERT INTO {t} (message_id, queue, body, attributes, priority, sent_at, visible_at)"
-                " VALUES (?, ?, ?, ?, ?, {now}, {now} + ?)",
-                (message_id, self.queue_name, body, json.dumps(message_attributes), int(priority), float(delay)),
+                "INSERT INTO {t} (message_id, queue, body, attributes, priority, sent_at, visible_at, limit_key)"
+                " VALUES (?, ?, ?, ?, ?, {now}, {now} + ?, ?)",
+                (message_id, self.queue_name, body, json.dumps(message_attributes), int(priority), float(delay),
+                 limit_key),
             )
             if not delay:
                 self._notify(conn, self.queue_name)
         return {"MessageId": message_id}
 
     def send_many(self, bodies: list[str], message_attributes: dict[str, Any], *, delay: float = 0,
-                  priority: int = 0) -> list[str]:
+                  priority: int = 0, limit_key: str | None = None) -> list[str]:
         ids = [str(uuid.uuid4()) for _ in bodies]
         attributes = json.dumps(message_attributes)
         with self._transaction() as conn:
             for message_id, body in zip(ids, bodies):
                 self._exec(
                     conn,
-                    "INSERT INTO {t} (message_id, queue, body, attributes, priority, sent_at, visible_at)"
-                    " VALUES (?, ?, ?, ?, ?, {now}, {now} + ?)",
-                    (message_id, self.queue_name, body, attributes, int(priority), float(delay)),
+                    "INSERT INTO {t} (message_id, queue, body, attributes, priority, sent_at, visible_at, limit_key)"
+                    " VALUES (?, ?, ?, ?, ?, {now}, {now} + ?, ?)",
+                    (message_id, self.queue_name, body, attributes, int(priority), float(delay), limit_key),
                 )
             if not delay and ids:
                 self._notify(conn, self.queue_name)
@@ -165,11 +171,21 @@ class SQLQueue(Backend, ABC):
         if self.on_claim is not None:
             self.on_claim(base)
         while True:
-            messages = self._claim(max_messages, visibility_timeout, base)
+            held_back = None
+            if self.limits() is None:
+                messages = self._claim(max_messages, visibility_timeout, base)
+            else:
+                messages, held_back = self._claim_limited(max_messages, visibility_timeout, base)
             remaining = deadline - time.monotonic()
             if messages or remaining <= 0 or (stop is not None and stop()):
                 return messages
-            self._wait(min(remaining, 1.0))
+            if held_back is None:
+                self._wait(min(remaining, 1.0))
+            else:  # a limit, not an empty queue: look again when it may let one through
+                time.sleep(min(remaining, held_back, 1.0))
+
+    def _message(self, row: tuple, receipt: str, visible_until: float) -> SQLMessage:
+        return SQLMessage(self, row, receipt, visible_until)
 
     def receive_messages(self, MaxNumberOfMessages: int = 1, WaitTimeSeconds: float = 0,  # noqa: N803
                          VisibilityTimeout: float = 30, **_: Any) -> list[Any]:  # noqa: N803
@@ -182,7 +198,9 @@ class SQLQueue(Backend, ABC):
             for _ in range(100):  # each round moves at least one over-received message, or ends
                 rows = self._rows(
                     conn,
-                    f"SELECT {_COLUMNS} FROM {{t}} WHERE queue = ? AND visible_at <= {{now}}"
+                    # `+visible_at`: walk the ready index in order; SQLite would otherwise pick the
+                    # (queue, visible_at) index and sort the whole backlog on every claim.
+                    f"SELECT {_COLUMNS} FROM {{t}} WHERE queue = ? AND +visible_at <= {{now}}"
                     f" ORDER BY priority DESC, seq LIMIT ?{self.claim_lock}",
                     (self.queue_name, count - len(claimed)),
                 )
@@ -346,4 +364,18 @@ class SQLQueue(Backend, ABC):
         )
         yield f"CREATE INDEX IF NOT EXISTS {TABLE}_ready ON {{t}} (queue, priority DESC, seq)"
         yield f"CREATE TABLE IF NOT EXISTS {self._table.replace(TABLE, META)} (key TEXT PRIMARY KEY, value TEXT NOT NULL)"
+
+    def _migrate(self, conn: Any, real: str) -> None:
+        """Bring the tables (created above as version 1) up to `SCHEMA_VERSION`, inside the caller's
+        schema transaction (which holds SQLite's write lock or PostgreSQL's DDL advisory lock)."""
+        meta = self._table.replace(TABLE, META)
+        rows = self._rows(conn, f"SELECT value FROM {meta} WHERE key = 'schema_version'")
+        if not rows:
+            self._exec(conn, f"INSERT INTO {meta} (key, value) VALUES ('schema_version', '1')")
+        version = int(rows[0][0]) if rows else 1
+        steps = {2: limits_statements(real)}
+        for number in range(version + 1, SCHEMA_VERSION + 1):
+            for statement in steps[number]:
+                self._exec(conn, self._limits_sql(statement))
+            self._exec(conn, f"UPDATE {meta} SET value = ? WHERE key = 'schema_version'", (str(number),))
 

@@ -23,6 +23,7 @@ from . import body as message_body
 from .backend import Backend, DeadLetter, string_attribute
 from .errors import BadMessage
 from .ledger import MessageBook
+from .limits import QueueLimits, check_limit_key
 from .local import LocalBackend, LocalQueue
 from .urls import open_backend, redact
 
@@ -30,6 +31,8 @@ logger = logging.getLogger("steadyflow.tasks")
 
 MAX_WAIT_TIME = 20
 MAX_SQS_TIMEOUT = 12 * 60 * 60
+_NO_LIMITS = ("this queue cannot enforce limits (SQS hands a message to whoever asks, and an in-memory queue"
+              " is one process's): use a sqlite:// or postgresql:// queue for concurrency, rate and per-key limits")
 
 
 class MessageId(str):
@@ -81,28 +84,39 @@ class TaskManager:
 
     # -- producing ------------------------------------------------------------------------------
 
-    def submit(self, task: str, *, delay: float | None = None, priority: int | None = None, **kwargs: Any) -> MessageId:
+    def submit(self, task: str, *, delay: float | None = None, priority: int | None = None,
+               limit_key: Any = None, **kwargs: Any) -> MessageId:
         """Send `{"task": task, "kwargs": kwargs}`; returns the message id.
 
-        `delay` (seconds before it can be received; at most 900 on SQS) and `priority` (higher is
-        received first; SQL queues only) are delivery options, not task arguments: a task whose
-        arguments use those names is sent with `send(task, {"delay": ...})`.
+        `delay` (seconds before it can be received; at most 900 on SQS), `priority` (higher is
+        received first; SQL queues only) and `limit_key` (the key of the queue's per-key limit,
+        instead of the argument the limit names; SQL queues only) are delivery options, not task
+        arguments: a task whose arguments use those names is sent with `send(task, {"delay": ...})`.
         """
-        return self.send(task, kwargs, delay=delay, priority=priority)
+        return self.send(task, kwargs, delay=delay, priority=priority, limit_key=limit_key)
 
     def send(self, task: str, kwargs: dict[str, Any], *, delay: float | None = None,
-             priority: int | None = None) -> MessageId:
+             priority: int | None = None, limit_key: Any = None) -> MessageId:
         """`submit()` with the task's arguments as one dict, so any argument name is allowed."""
         delay, priority = self._check_options(task, delay, priority)
-        response = self.backend.send(message_body.encode(task, kwargs), self._attributes(), delay=delay, priority=priority)
+        extra = self._limit_key(limit_key)
+        response = self.backend.send(message_body.encode(task, kwargs), self._attributes(), delay=delay,
+                                     priority=priority, **extra)
         return MessageId(response)
 
     def send_many(self, task: str, kwargs_list: list[dict[str, Any]], *, delay: float | None = None,
-                  priority: int | None = None) -> list[str]:
+                  priority: int | None = None, limit_key: Any = None) -> list[str]:
         """Send one message per kwargs dict, in batches (10 per request on SQS); returns the ids."""
         delay, priority = self._check_options(task, delay, priority)
+        extra = self._limit_key(limit_key)
         bodies = [message_body.encode(task, kwargs) for kwargs in kwargs_list]
-        return self.backend.send_many(bodies, self._attributes(), delay=delay, priority=priority)
+        return self.backend.send_many(bodies, self._attributes(), delay=delay, priority=priority, **extra)
+
+    def _limit_key(self, limit_key: Any) -> dict[str, Any]:
+        if limit_key is None:
+            return {}
+        self._needs_limits()
+        return {"limit_key": check_limit_key(limit_key)}
 
     def _attributes(self) -> dict[str, Any]:
         return {"service_name": string_attribute(self.sender_name or "Unknown sender to: " + self.url)}
@@ -197,6 +211,36 @@ class TaskManager:
                          getattr(message, "message_id", "?"), type(exc).__name__, exc)
             return False
         return True
+
+    # -- limits ---------------------------------------------------------------------------------
+
+    def set_limits(self, concurrency: int | None = None, rate: str | None = None, per_key: int | None = None,
+                   key: str | None = None) -> QueueLimits:
+        """Limit this queue across every consumer and host (SQLite and PostgreSQL queues).
+
+        `concurrency`: at most this many messages in flight (received and not yet deleted);
+        `rate`: at most this many receives per period (`"100/m"`, `"10/s"`, `"5/10s"`);
+        `per_key`: at most this many in flight with one key, the value of the task argument `key`
+        (or the `limit_key` given at submit). Replaces any earlier limits of the queue.
+        """
+        limits = QueueLimits.parse(self._needs_limits().queue_name, concurrency, rate, per_key, key)
+        self.backend.set_limits(limits)  # type: ignore[attr-defined]
+        return limits
+
+    def limits(self) -> QueueLimits | None:
+        """This queue's limits (None: none; always None on SQS, which cannot enforce them)."""
+        if not self.backend.supports_limits:
+            return None
+        return self.backend.limits()  # type: ignore[attr-defined]
+
+    def clear_limits(self) -> bool:
+        """Remove this queue's limits; False when it had none."""
+        return bool(self._needs_limits().clear_limits())
+
+    def _needs_limits(self) -> Any:
+        if not self.backend.supports_limits:
+            raise ConfigError(f"{redact(self.url)}: {_NO_LIMITS}")
+        return self.backend
 
     # -- queue ----------------------------------------------------------------------------------
 

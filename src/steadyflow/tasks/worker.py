@@ -50,6 +50,8 @@ class WorkerOptions:
     visibility_timeout: float = 30
     batch_size: int = 1
     shutdown_grace: float = 30
+    depth_interval: float | None = None
+    """Seconds between two readings of the queue's depth into the metrics (None: never)."""
 
 
 class Consumer:
@@ -148,6 +150,16 @@ def _consumer_main(options: WorkerOptions, manager: TaskManager, shared: SharedS
         consumer.manager.close()
 
 
+def _publish_depth(manager: TaskManager) -> None:
+    """Read the queue's depth into `steadyflow_task_queue_depth`; a failure is logged, not raised."""
+    from .depth import depth_of, publish
+
+    try:
+        publish(depth_of(manager))
+    except Exception as exc:  # noqa: BLE001 - the consumers go on; the gauge keeps its last value
+        logger.warning("cannot read the depth of %s (%s: %s)", redact(manager.url), type(exc).__name__, exc)
+
+
 def serve(options: WorkerOptions, on_start: Callable[[list[int]], None] | None = None) -> int:
     """Run `options.processes` consumers until SIGTERM/SIGINT; returns the exit code."""
     if options.processes < 1:
@@ -202,8 +214,12 @@ def serve(options: WorkerOptions, on_start: Callable[[list[int]], None] | None =
         if on_start:
             on_start([p.pid for p in children.values()])
         logger.info("%d consumer(s) on %s", options.processes, redact(options.url))
+        depth_due = time.monotonic()
         while not stopping:
             now = time.monotonic()
+            if options.depth_interval and now >= depth_due:
+                depth_due = now + options.depth_interval
+                _publish_depth(manager)
             for slot, at in list(restart_at.items()):
                 if now >= at:
                     start(slot)

@@ -44,7 +44,7 @@ from starlette.templating import Jinja2Templates
 from starlette.types import ASGIApp
 
 from ..engines.base import CLOSED_STATUSES, Engine, ExecutionInfo
-from ..errors import ExecutionClosed, SteadyflowError, UnknownExecution, WorkflowAlreadyStarted
+from ..errors import ExecutionClosed, PayloadError, SteadyflowError, UnknownExecution, WorkflowAlreadyStarted
 from . import timeline, views
 
 HERE = Path(__file__).resolve().parent
@@ -334,7 +334,9 @@ class _Pages:
             raw = fields.get("input") or ""
             try:
                 text = engine.payloads.dumps(json.loads(raw)) if raw.strip() else None
-            except ValueError as exc:
+            except PayloadError as exc:  # too large or nested too deeply: refused before it is stored
+                raise HTTPException(400, f"signal input refused: {exc}") from None
+            except (ValueError, RecursionError) as exc:
                 raise HTTPException(400, f"signal input is not valid JSON: {exc}") from None
             engine.signal_execution(workflow_id, run_id, name, text)
         elif action == "cancel":
@@ -424,7 +426,7 @@ async def _read_fields(request: Request) -> dict[str, str]:
     if kind == "application/json":
         try:
             data = json.loads(body)
-        except ValueError:
+        except (ValueError, RecursionError):
             raise HTTPException(400, "body is not valid JSON") from None
         if not isinstance(data, dict):
             raise HTTPException(400, "body must be a JSON object")

@@ -37,6 +37,8 @@ from typing import Any
 from .. import logs
 from ..errors import PayloadError
 from ..payload import json as sfjson
+from .middlewares import Middlewares
+from .middlewares import install as install_middlewares
 from .runner import Outcome, TaskHandler, run_task
 
 log = logging.getLogger("steadyflow.worker")
@@ -57,6 +59,8 @@ class ChildConfig:
     engine_url: str | None = None
     #: Tasks the supervisor may hand this child at once (`async def` activities run concurrently).
     async_concurrency: int = 1
+    #: Pre- and post-execution middlewares, run around every attempt in this child.
+    middlewares: Middlewares = field(default_factory=Middlewares)
 
 
 def resident_bytes() -> int | None:
@@ -179,6 +183,11 @@ def child_main(conn: Connection, config: ChildConfig) -> None:
             except Exception:
                 log.exception("worker process %s: the handler of activity %r failed to start", os.getpid(), name)
                 raise SystemExit(4) from None
+        try:
+            install_middlewares(config.middlewares.load() if config.middlewares else None)
+        except Exception:
+            log.exception("worker process %s: a middleware failed to import", os.getpid())
+            raise SystemExit(4) from None
         engine = _lazy_engine(config.engine_url)
         conn.send(("ready", os.getpid()))
         if config.async_concurrency > 1:

@@ -25,6 +25,11 @@ activities side by side on an event loop (`aio.py`); the supervisor tracks every
 child that runs none, since a child runs those one at a time. Starting, killing, recycling and
 reaping children is in `children.py`.
 
+An idle supervisor does not poll often: it blocks on its children and on the engine's wake-ups for
+its task list (`wakeup.py`: the SQLite wake channel between processes, PostgreSQL `LISTEN/NOTIFY`),
+so a new task is leased within milliseconds; after an empty poll it looks again by itself only
+after a back-off from 2 ms up to `poll_interval` (1 s while wake-ups work, else 50 ms).
+
 The supervisor learns a task's alarm and hard timeouts by resolving the activity by name in its own
 process; the worker-wide defaults apply when it cannot (a handler activity, a module this worker
 does not have), so nothing about them travels with the scheduled task.
@@ -50,6 +55,7 @@ from ..engines.base import ActivityTask, Engine
 from ..errors import ConfigError, UnknownTask
 from .child import ChildConfig
 from .children import ChildrenMixin
+from .middlewares import Middlewares
 from .reporter import Reporter
 from .runner import Outcome, TaskHandler, is_async
 from .state import (
@@ -65,10 +71,18 @@ from .state import (
     heartbeat_interval,
     positive,
 )
+from .wakeup import Waker
 
 log = logging.getLogger("steadyflow.worker")
 #: Seconds between two refreshes of the tasks-waiting gauge.
 GAUGE_INTERVAL = 5.0
+
+DEFAULT_POLL_INTERVAL = 0.05
+"""Longest back-off between polls of an idle pool without engine wake-ups."""
+FALLBACK_POLL_INTERVAL = 1.0
+"""Longest back-off between polls of an idle pool whose engine wakes it (a safety net only)."""
+TICK = 0.05
+"""Longest wait of the loop: it checks the stop flags this often (no engine query, only flags)."""
 
 MAX_HANDOUTS_PER_TURN = 50
 """Tasks leased in one turn of the loop before heartbeats and outcomes get their turn."""
@@ -94,7 +108,9 @@ class WorkerPool(ChildrenMixin):
     (see `runner.py`); `alarm_timeout`/`hard_timeout` are the defaults for activities that do not
     set their own; `heartbeat` caps the seconds between the supervisor's heartbeats.
     `async_concurrency` is how many tasks each child takes at once (`async def` activities run
-    concurrently; others one at a time per child), 1 by default.
+    concurrently; others one at a time per child), 1 by default. `middlewares`
+    (`worker.middlewares.Middlewares`) run around every activity attempt in the children; by
+    default the settings' `ACTIVITY_MIDDLEWARES_PRE` / `ACTIVITY_MIDDLEWARES_POST`.
     """
 
     def __init__(
@@ -105,7 +121,7 @@ class WorkerPool(ChildrenMixin):
         modules: tuple[str, ...] = (),
         identity: str | None = None,
         start_method: str = "spawn",
-        poll_interval: float = 0.05,
+        poll_interval: float | None = None,
         *,
         handlers: Mapping[str, TaskHandler] | None = None,
         maxtasksperchild: int | None = None,
@@ -117,10 +133,11 @@ class WorkerPool(ChildrenMixin):
         heartbeat: float | None = None,
         log_level: int | None = None,
         async_concurrency: int = 1,
+        middlewares: Middlewares | None = None,
     ) -> None:
         if isinstance(processes, bool) or not isinstance(processes, int) or processes < 0:
             raise PoolConfigError(f"processes must be 0 (one per CPU) or more, not {processes!r}")
-        if poll_interval <= 0:
+        if poll_interval is not None and poll_interval <= 0:
             raise PoolConfigError(f"poll_interval must be positive, not {poll_interval}")
         if start_method not in multiprocessing.get_all_start_methods():
             methods = ", ".join(multiprocessing.get_all_start_methods())
@@ -133,7 +150,7 @@ class WorkerPool(ChildrenMixin):
         self.modules = (modules,) if isinstance(modules, str) else tuple(modules)
         self.identity = identity or f"{socket.gethostname()}:{os.getpid()}"
         self.start_method = start_method
-        self.poll_interval = float(poll_interval)
+        self.poll_interval = float(poll_interval) if poll_interval is not None else None
         self.handlers = dict(handlers or {})
         self.maxtasksperchild = positive("maxtasksperchild", maxtasksperchild, integer=True)
         self.max_memory = positive("max_memory (MB)", max_memory)
@@ -144,8 +161,12 @@ class WorkerPool(ChildrenMixin):
         self.kill_grace = float(kill_grace)
         self.grace = float(grace)
         _validate_modules(self.modules)
+        # Activity middlewares (worker/middlewares.py): the settings' unless given; imported here
+        # first, so that a bad dotted path is one ConfigError before any child starts.
+        self.middlewares = Middlewares.from_settings() if middlewares is None else middlewares
+        self.middlewares.load()
         self._child_config = ChildConfig(self.modules, self.handlers, log_level, engine.payloads, engine.source_url,
-                                         self.async_concurrency)
+                                         self.async_concurrency, self.middlewares)
         self._ctx = multiprocessing.get_context(start_method)
         self._children: list[Child] = []
         self._reporter = Reporter(engine)
@@ -163,6 +184,7 @@ class WorkerPool(ChildrenMixin):
         self._last_exit_code: int | None = None
         self._error: str | None = None
         self._spawned = 0
+        self._waker: Waker | None = None
 
     def __repr__(self) -> str:
         concurrency = f", async_concurrency={self.async_concurrency}" if self.async_concurrency > 1 else ""
@@ -241,6 +263,7 @@ class WorkerPool(ChildrenMixin):
         try:
             for _ in range(self.processes):
                 self._start_child()
+            self._waker = self._start_waker()
             backoff, next_poll = MIN_WAIT, 0.0
             while not self._stop_requested.is_set() and not (stop is not None and stop.is_set()):
                 if max_tasks is not None and self._completed >= max_tasks:
@@ -249,18 +272,21 @@ class WorkerPool(ChildrenMixin):
                 if now >= next_poll and self._can_poll(max_tasks):
                     found, empty = self._dispatch(max_tasks)
                     backoff = MIN_WAIT if found else backoff
-                    if empty:  # back off from 2 ms to poll_interval while nothing is found
-                        next_poll, backoff = now + backoff, min(backoff * 2, self.poll_interval)
+                    if empty:  # back off from 2 ms to the poll interval while nothing is found
+                        next_poll, backoff = now + backoff, min(backoff * 2, self._poll_ceiling())
                 self._housekeeping()
                 timeout = self._next_timer()
                 if self._can_poll(max_tasks):
                     timeout = min(timeout, max(0.0, next_poll - time.monotonic()))
-                if self._wait_and_handle(timeout):  # a child is free again: poll at once
+                if self._wait_and_handle(timeout, self._waker):  # a child is free again or work came
                     backoff, next_poll = MIN_WAIT, 0.0
         except BaseException as exc:
             self._error = f"{type(exc).__name__}: {exc}"
             raise
         finally:
+            waker, self._waker = self._waker, None
+            if waker is not None:
+                waker.close()
             try:
                 self._shutdown()
             finally:
@@ -270,6 +296,21 @@ class WorkerPool(ChildrenMixin):
                 log.info("worker pool %s stopped after %d task(s)", self.identity, self._completed)
 
     # -- the loop --------------------------------------------------------------------------------
+
+    def _start_waker(self) -> Waker | None:
+        try:
+            waiter = self.engine.wake_waiter("activity", self.task_list)
+        except Exception as exc:  # noqa: BLE001 - no wake-ups: the pool polls as it always could
+            log.warning("no wake-ups for task list %r (%s); polling", self.task_list, exc)
+            return None
+        return Waker(waiter) if waiter is not None else None
+
+    def _poll_ceiling(self) -> float:
+        """The longest back-off between two polls that found nothing."""
+        if self.poll_interval is not None:
+            return self.poll_interval
+        waker = self._waker
+        return FALLBACK_POLL_INTERVAL if waker is not None and waker.reliable else DEFAULT_POLL_INTERVAL
 
     def _can_poll(self, max_tasks: int | None) -> bool:
         if max_tasks is not None and self._completed + self.running >= max_tasks:
@@ -369,7 +410,7 @@ class WorkerPool(ChildrenMixin):
             self._short_since = time.monotonic()
 
     def _next_timer(self) -> float:
-        """Seconds until the next heartbeat, kill or report retry is due (at most `poll_interval`)."""
+        """Seconds until the next heartbeat, kill or report retry is due (at most `TICK`)."""
         dues: list[float] = self._reporter.dues()
         for c in self._children:
             for r in c.tasks.values():
@@ -380,23 +421,29 @@ class WorkerPool(ChildrenMixin):
             if c.killed_at is not None and not c.sigkilled:
                 dues.append(c.killed_at + self.kill_grace)
         if not dues:
-            return self.poll_interval
-        return max(0.0, min(min(dues) - time.monotonic(), self.poll_interval))
+            return TICK
+        return max(0.0, min(min(dues) - time.monotonic(), TICK))
 
-    def _wait_and_handle(self, timeout: float) -> bool:
-        """Wait for messages or exits of children; return True when an outcome was handled."""
-        owners: dict[Any, Child] = {}
+    def _wait_and_handle(self, timeout: float, waker: Waker | None = None) -> bool:
+        """Wait for messages or exits of children, or for `waker`; return True when an outcome was
+        handled or the waker says new tasks may be ready (either way: poll at once)."""
+        owners: dict[Any, Child | None] = {}
         for child in self._children:
             if not child.gone:
                 owners[child.conn] = child
                 owners[child.process.sentinel] = child
+        if waker is not None:
+            owners[waker] = None
         if not owners:
             time.sleep(timeout)
             return False
         handled = False
         for obj in wait_ready(list(owners), timeout):
             child = owners[obj]
-            if obj is child.conn:
+            if child is None:  # drained before the poll it causes: a later wake-up is not lost
+                waker.drain()
+                handled = True
+            elif obj is child.conn:
                 handled = self._drain(child) or handled
             else:
                 child.gone = True

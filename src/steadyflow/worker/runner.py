@@ -14,6 +14,9 @@ An `async def` activity runs as a coroutine: `run_task_async` awaits it on the c
 to its end with `asyncio.run` (one at a time: a plain worker process, the local runner). Either
 way its input and result go through the payload layer as a plain function's do, and its
 `alarm_timeout` cancels the coroutine (`asyncio.timeout`) instead of raising SIGALRM.
+
+A function activity (plain or `async def`) runs between the pre- and post-execution middlewares
+its process installed (`middlewares.py`; a worker child installs them at start).
 """
 
 from __future__ import annotations
@@ -39,6 +42,7 @@ from ..payload import json as sfjson
 from ..payload.converter import default_payloads
 from ..payload.serializers import SAFE
 from ..payload.stored import has_stored_items, resolve_stored_items
+from . import middlewares
 
 log = logging.getLogger("steadyflow.worker")
 
@@ -196,10 +200,25 @@ def run_function(task: dict[str, Any], modules: tuple[str, ...] = (), payloads: 
     activity = find_activity(task["name"], modules)
     args, kwargs, carrier = _arguments(task, activity, payloads)
     with _span(task, carrier):
-        result = activity.func(*args, **kwargs)
-        if inspect.isawaitable(result):
-            result = run_coroutine(_awaited(result))
+        result = _through_middlewares(task, activity, args, kwargs, lambda: _call(activity, args, kwargs))
     return _encoded(task, activity, result, payloads)
+
+
+def _call(activity: Activity, args: list[Any], kwargs: dict[str, Any]) -> Any:
+    result = activity.func(*args, **kwargs)
+    if inspect.isawaitable(result):
+        result = run_coroutine(_awaited(result))
+    return result
+
+
+def _through_middlewares(task: dict[str, Any], activity: Activity, args: list[Any], kwargs: dict[str, Any],
+                         call: Callable[[], T]) -> T:
+    """`call()`, between the pre- and post-execution middlewares this process installed
+    (`worker/middlewares.py`), if any."""
+    loaded = middlewares.active()
+    if loaded is None:
+        return call()
+    return loaded.around(middlewares.activity_context(task, activity.options.version, args, kwargs), call)
 
 
 async def _awaited(awaitable: Awaitable[T]) -> T:
@@ -218,7 +237,12 @@ async def run_function_async(
     try:
         with _span(task, carrier):
             async with timeout:
-                result = await activity.func(*args, **kwargs)
+                loaded = middlewares.active()
+                if loaded is None:
+                    result = await activity.func(*args, **kwargs)
+                else:
+                    context = middlewares.activity_context(task, activity.options.version, args, kwargs)
+                    result = await loaded.around_async(context, lambda: activity.func(*args, **kwargs))
     except TimeoutError:
         if timeout.expired():
             raise TimeoutError(f"alarm_timeout of {alarm_timeout:g}s exceeded") from None
