@@ -1,13 +1,14 @@
-"""Statements and server waits per engine operation on PostgreSQL (issue 9's round-trip count).
+"""Statements and round trips per engine operation on PostgreSQL (issue 9's round-trip count).
 
     python3 -m bench.pg_roundtrips [--postgres URL]
 
 Runs each hot operation once on a fresh schema (dropped after) and counts, in the calling thread
-only, two things psycopg does for it:
+only, what psycopg does for it (see `Counter`):
 
 - **statements**: `Connection.execute` calls (each one SQL statement);
-- **waits**: `Connection.wait` calls, i.e. how often psycopg hands the socket to the OS to send or
-  receive; in pipeline mode several statements share one wait, so this is the round-trip figure.
+- **round trips**: the times the client waits for the server's answer before it goes on; in
+  pipeline mode, statements whose answers are not read travel together, so this is the smaller
+  figure, and the one latency follows.
 
 Warm-up runs first, so that the pool is open, the schema exists and psycopg has prepared what it
 prepares. Prints one markdown table; `tests/test_pg_roundtrips.py` pins the same counts.
@@ -29,6 +30,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "src"))
 
 import psycopg  # noqa: E402
+from psycopg._pipeline_base import BasePipeline  # noqa: E402
 
 from steadyflow.decisions import CompleteWorkflowExecution, ScheduleActivityTask  # noqa: E402
 from steadyflow.engines.postgres import PostgresEngine  # noqa: E402
@@ -48,52 +50,72 @@ OPERATIONS = (
 
 
 class Counter:
-    """Counts `execute` and `wait` calls of psycopg connections made by one thread."""
+    """Counts, for one thread, the statements psycopg sends and the round trips they cost.
+
+    A round trip is a point where the client must wait for the server's answer before it goes on:
+    a statement outside pipeline mode, and in pipeline mode each Sync (a commit, leaving the
+    pipeline) and each flush request (reading an answer before the transaction ends). Counting
+    these rather than time or socket reads makes the figure the same on every run.
+    """
 
     def __init__(self) -> None:
         self.thread: threading.Thread | None = None
         self.statements = 0
-        self.waits = 0
+        self.round_trips = 0
+
+    def _mine(self) -> bool:
+        return threading.current_thread() is self.thread
 
     @contextmanager
     def installed(self) -> Iterator[Counter]:
-        real_execute, real_wait = psycopg.Connection.execute, psycopg.Connection.wait
         counter = self
+        real_execute = psycopg.Connection.execute
+        real_sync, real_fetch = BasePipeline._enqueue_sync, BasePipeline._fetch_gen
 
         def execute(conn: Any, *args: Any, **kwargs: Any) -> Any:
-            if threading.current_thread() is counter.thread:
+            if counter._mine():
                 counter.statements += 1
+                if conn._pipeline is None:
+                    counter.round_trips += 1
             return real_execute(conn, *args, **kwargs)
 
-        def wait(conn: Any, *args: Any, **kwargs: Any) -> Any:
-            if threading.current_thread() is counter.thread:
-                counter.waits += 1
-            return real_wait(conn, *args, **kwargs)
+        def enqueue_sync(pipeline: Any) -> None:
+            if counter._mine():
+                counter.round_trips += 1
+            real_sync(pipeline)
 
-        psycopg.Connection.execute, psycopg.Connection.wait = execute, wait  # type: ignore[method-assign]
+        def fetch_gen(pipeline: Any, *, flush: bool) -> Any:
+            queue = pipeline.result_queue  # ending in None: the answer a Sync already counted
+            if flush and queue and queue[-1] is not None and counter._mine():
+                counter.round_trips += 1
+            return real_fetch(pipeline, flush=flush)
+
+        psycopg.Connection.execute = execute  # type: ignore[method-assign]
+        BasePipeline._enqueue_sync, BasePipeline._fetch_gen = enqueue_sync, fetch_gen  # type: ignore[method-assign]
         try:
             yield self
         finally:
-            psycopg.Connection.execute, psycopg.Connection.wait = real_execute, real_wait  # type: ignore[method-assign]
+            psycopg.Connection.execute = real_execute  # type: ignore[method-assign]
+            BasePipeline._enqueue_sync, BasePipeline._fetch_gen = real_sync, real_fetch  # type: ignore[method-assign]
 
     def measure(self, fn: Callable[[], Any]) -> tuple[Any, int, int]:
-        """`fn()`, and the statements and waits it took."""
-        self.thread, self.statements, self.waits = threading.current_thread(), 0, 0
+        """`fn()`, and the statements and round trips it took."""
+        self.thread, self.statements, self.round_trips = threading.current_thread(), 0, 0
         try:
             result = fn()
         finally:
             self.thread = None
-        return result, self.statements, self.waits
+        return result, self.statements, self.round_trips
 
 
 def one_round(engine: PostgresEngine, counter: Counter) -> dict[str, tuple[int, int]]:
-    """Each operation of `OPERATIONS` once, on one new execution: name -> (statements, waits)."""
+    """Each operation of `OPERATIONS` once, on one new execution: name -> (statements, round_trips)."""
     counts: dict[str, tuple[int, int]] = {}
     task_list = f"rt-{uuid.uuid4().hex[:8]}"
 
     def step(name: str, fn: Callable[[], Any]) -> Any:
-        result, statements, waits = counter.measure(fn)
-        counts[name] = (statements, waits)
+        result, statements, round_trips = counter.measure(fn)
+        counts[name] = (statements, round_trips)
         return result
 
     wid = f"rt-{uuid.uuid4().hex[:8]}"
@@ -141,11 +163,11 @@ def main() -> None:
     parser.add_argument("--postgres", default=DEFAULT_POSTGRES, help="PostgreSQL server URL")
     args = parser.parse_args()
     counts = count(args.postgres)
-    print("| operation | statements | waits |")
+    print("| operation | statements | round trips |")
     print("|---|---:|---:|")
     for name in OPERATIONS:
-        statements, waits = counts[name]
-        print(f"| {name} | {statements} | {waits} |")
+        statements, round_trips = counts[name]
+        print(f"| {name} | {statements} | {round_trips} |")
 
 
 if __name__ == "__main__":

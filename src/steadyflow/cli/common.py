@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import logging
 import signal
 import threading
 from collections.abc import Callable
@@ -240,3 +241,15 @@ def stop_on_signals(on_repeat: Callable[[], None] | None = None) -> threading.Ev
     signal.signal(signal.SIGTERM, handler)
     signal.signal(signal.SIGINT, handler)
     return stop
+
+
+def serve_metrics(port: int | None, host: str) -> None:
+    """Serve Prometheus metrics on `host:port` from a thread, when a port is given."""
+    if port is None:
+        return
+    from .. import metrics
+
+    if not metrics.available():
+        raise ConfigError("--metrics-port needs prometheus-client: pip install 'steadyflow[ui]'")
+    metrics.serve(port, host)
+    logging.getLogger("steadyflow").info("metrics on http://%s:%s/metrics", host, port)

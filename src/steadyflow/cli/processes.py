@@ -18,7 +18,7 @@ from ..decider import Decider, load_workflow
 from ..errors import ConfigError
 from ..local import start
 from ..workflow_steps import add_step_options
-from .common import Context, parse_input, pass_ctx, stop_on_signals
+from .common import Context, parse_input, pass_ctx, serve_metrics, stop_on_signals
 from .progress import Progress, ProgressTracker
 from .workflow import finish
 
@@ -50,7 +50,7 @@ def decider_start(ctx: Context, workflows: tuple[str, ...], task_list: str, metr
     """Decide for WORKFLOWS (MODULE.Class ...) on a task list until SIGTERM."""
     classes = [load_workflow(w) for w in workflows]
     _verbose()
-    _serve_metrics(metrics_port, metrics_host)
+    serve_metrics(metrics_port, metrics_host)
     stop = stop_on_signals()
     Decider(ctx.engine(), task_list, classes).run(stop)
 
@@ -112,7 +112,7 @@ def worker_start(ctx: Context, task_list: str, processes: int, modules: tuple[st
     for flag, value in (("--kill-grace", kill_grace), ("--grace", grace)):
         if value < 0:
             raise ConfigError(f"{flag} must be >= 0 seconds, got {value:g}")
-    _serve_metrics(metrics_port, metrics_host)
+    serve_metrics(metrics_port, metrics_host)
     pool = WorkerPool(ctx.engine(), task_list, processes=_processes(processes), modules=modules,
                       start_method=start_method, maxtasksperchild=maxtasksperchild, max_memory=max_memory,
                       alarm_timeout=alarm_timeout, hard_timeout=hard_timeout, kill_grace=kill_grace, grace=grace,
@@ -121,15 +121,6 @@ def worker_start(ctx: Context, task_list: str, processes: int, modules: tuple[st
     serve(pool, healthcheck, healthcheck_host)
 
 
-def _serve_metrics(port: int | None, host: str) -> None:
-    if port is None:
-        return
-    from .. import metrics
-
-    if not metrics.available():
-        raise ConfigError("--metrics-port needs prometheus-client: pip install 'steadyflow[ui]'")
-    metrics.serve(port, host)
-    logging.getLogger("steadyflow").info("metrics on http://%s:%s/metrics", host, port)
 
 
 def serve(pool: WorkerPool, healthcheck: int | None = None, healthcheck_host: str = DEFAULT_HOST) -> None:

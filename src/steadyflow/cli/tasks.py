@@ -15,7 +15,7 @@ from typing import Any
 import click
 
 from ..errors import ConfigError, SteadyflowError
-from .common import emit, format_option, parse_json
+from .common import emit, format_option, parse_json, serve_metrics
 
 queue_option = click.option("--queue", "url", envvar="STEADYFLOW_TASKS_URL", required=True, metavar="URL",
                             help="Queue URL (env STEADYFLOW_TASKS_URL).")
@@ -52,14 +52,6 @@ def metrics_options(func: Callable[..., Any]) -> Callable[..., Any]:
                         help="Serve Prometheus metrics, steadyflow_task_queue_depth among them, on PORT.")(func)
 
 
-def _serve_metrics(port: int | None, host: str) -> None:
-    if port is None:
-        return
-    from .. import metrics
-
-    if not metrics.available():
-        raise ConfigError("--metrics-port needs prometheus-client: pip install 'steadyflow[ui]'")
-    metrics.serve(port, host)
 
 
 def _manager(url: str) -> Any:
@@ -85,19 +77,23 @@ def tasks_group() -> None:
               help="Messages received per request (more than 1 only for short tasks).")
 @click.option("--shutdown-grace", type=click.FloatRange(min=0), default=30, show_default=True,
               help="On SIGTERM, seconds a running task may finish before it is handed back.")
+@click.option("--max-tasks-per-child", "--maxtasksperchild", "max_tasks_per_child", type=click.IntRange(min=1),
+              metavar="N", help="Replace a consumer's task process after N tasks; 1: a fresh fork for every task "
+                                "(default: no limit).")
 @metrics_options
 @_one_line
 def worker(modules: tuple[str, ...], url: str, processes: int, wait_time: float, visibility_timeout: float,
-           batch_size: int, shutdown_grace: float, metrics_port: int | None, metrics_host: str,
-           depth_interval: float) -> None:
+           batch_size: int, shutdown_grace: float, max_tasks_per_child: int | None, metrics_port: int | None,
+           metrics_host: str, depth_interval: float) -> None:
     """Import MODULES, then run their @task functions as messages arrive on --queue."""
     from ..tasks.worker import WorkerOptions, import_modules, serve
 
     import_modules(list(modules))
-    _serve_metrics(metrics_port, metrics_host)
+    serve_metrics(metrics_port, metrics_host)
     options = WorkerOptions(url=url, processes=processes, wait_time=wait_time, visibility_timeout=visibility_timeout,
                             batch_size=batch_size, shutdown_grace=shutdown_grace,
-                            depth_interval=depth_interval if metrics_port is not None else None)
+                            depth_interval=depth_interval if metrics_port is not None else None,
+                            max_tasks_per_child=max_tasks_per_child)
     serve(options)
 
 
@@ -215,7 +211,7 @@ def depth(urls: tuple[str, ...], fmt: str, metrics_port: int | None, metrics_hos
         emit([{"queue": d.queue, "visible": d.visible, "in flight": d.in_flight, "delayed": d.delayed,
                "total": d.total} for d in depths], fmt)
         return
-    _serve_metrics(metrics_port, metrics_host)
+    serve_metrics(metrics_port, metrics_host)
     _every(depth_interval, lambda: [publish(depth_of(m)) for m in managers])
 
 
@@ -248,7 +244,7 @@ def scale(rules_text: str, interval: float | None, fmt: str, metrics_port: int |
 
             raise TaskQueueError(f"{len(failed)} of {len(results)} rule(s) failed (see the error column)")
         return
-    _serve_metrics(metrics_port, metrics_host)
+    serve_metrics(metrics_port, metrics_host)
     _every(interval, provisioner.run)
 
 

@@ -43,7 +43,6 @@ import threading
 import time
 import urllib.parse
 from collections.abc import Callable, Sequence
-from contextlib import nullcontext
 from typing import Any
 
 import psycopg
@@ -91,6 +90,7 @@ _LOG_EVERY = 5.0
 #: Server errors worth retrying on a fresh connection (beside class 08, connection exceptions):
 #: shutdowns, too many connections, serialization failures and deadlocks.
 _TRANSIENT_STATES = frozenset({"57P01", "57P02", "57P03", "53300", "40001", "40P01"})
+_IN_TRANSACTION = (psycopg.pq.TransactionStatus.INTRANS, psycopg.pq.TransactionStatus.INERROR)
 _PIPELINE = psycopg.Pipeline.is_supported()  # libpq 14+; without it each statement waits for its answer
 
 
@@ -451,13 +451,11 @@ class PostgresEngine(SQLEngine):
                     return fn(conn)
                 self._tls.notes = notes
                 try:
-                    with conn.pipeline() if _PIPELINE else nullcontext(), conn.transaction():
-                        if not durable:  # see `SQLEngine._run`: lost in a crash, nothing is lost for good
-                            conn.execute("SET LOCAL synchronous_commit = off")
-                        result = fn(conn)
-                        if notes:
-                            conn.execute(_NOTIFY, (self.channel, sorted(notes)))
-                        state["committing"] = True
+                    if _PIPELINE:
+                        result = self._pipelined(conn, fn, notes, state, durable)
+                    else:
+                        with conn.transaction():
+                            result = self._transaction(conn, fn, notes, state, durable)
                 finally:
                     self._tls.notes = None
             if notes:
@@ -465,6 +463,50 @@ class PostgresEngine(SQLEngine):
             return result
 
         return self._retrying(attempt, retry_after_commit)
+
+    def _transaction(
+        self, conn: Any, fn: Callable[[Any], Any], notes: set[str], state: dict[str, bool], durable: bool
+    ) -> Any:
+        """The body of a write transaction: `fn`, then the wake-ups it noted (sent at commit)."""
+        if not durable:  # see `SQLEngine._run`: lost in a crash, nothing is lost for good
+            conn.execute("SET LOCAL synchronous_commit = off")
+        result = fn(conn)
+        if notes:
+            conn.execute(_NOTIFY, (self.channel, sorted(notes)))
+        state["committing"] = True
+        return result
+
+    def _pipelined(
+        self, conn: Any, fn: Callable[[Any], Any], notes: set[str], state: dict[str, bool], durable: bool
+    ) -> Any:
+        """A write transaction in pipeline mode with `BEGIN` and `COMMIT` of its own, so that it
+        costs one Sync, at the end: psycopg's `transaction()` inside a pipeline syncs at `BEGIN`,
+        at `COMMIT` and when each of its nested pipelines ends (four round trips instead of one).
+        On any error the transaction is rolled back once the pipeline has ended, and the first
+        error is raised (psycopg would log a warning if the block left the pipeline by raising)."""
+        failure: BaseException | None = None
+        result = None
+        try:
+            try:
+                with conn.pipeline():
+                    try:
+                        conn.execute("BEGIN")
+                        result = self._transaction(conn, fn, notes, state, durable)
+                        conn.execute("COMMIT")
+                    except BaseException as exc:
+                        failure = exc
+            except psycopg.Error as exc:  # at the Sync: a statement whose answer was not read failed
+                failure = failure or exc
+            if failure is not None:
+                raise failure
+            return result
+        except BaseException:
+            if not conn.closed and conn.info.transaction_status in _IN_TRANSACTION:
+                try:
+                    conn.execute("ROLLBACK")
+                except psycopg.Error:  # the pool discards a broken connection
+                    pass
+            raise
 
     def _query_one(self, sql: str, params: Sequence[Any] = ()) -> Any:
         def attempt(state: dict[str, bool]) -> Any:

@@ -98,6 +98,9 @@ _TIMEOUTS += ("heartbeat_timeout",)
 _DECISION_GONE = "decision task is no longer leased to this decider (lease expired or already completed)"
 _ACTIVITY_GONE = "activity task is no longer leased to this worker (timed out or already closed)"
 _GONE = object()
+#: The open run of a workflow id and the status of its latest closed one, in one round trip
+#: (a unique index allows one open run per workflow id).
+_OPEN_AND_CLOSED = f"SELECT ({SQL['open_run']}), ({SQL['latest_closed']})"
 
 DECISION, ACTIVITY = "decision", "activity"
 
@@ -220,11 +223,14 @@ class SQLEngine(LinksMixin, SearchMixin, SchemaMigrations, Engine):
 
     # -- helpers (inside a transaction) ----------------------------------------------------------
 
-    def _insert_execution(self, conn: Conn, params: Sequence[Any]) -> int:
+    def _insert_execution(self, conn: Conn, params: Sequence[Any]) -> Row:
+        """Insert an execution and return its row, as `_current` knows it (this transaction made it)."""
         if self.dialect.returning:
-            return conn.execute(self._sql("insert_execution") + " RETURNING id", params).fetchone()[0]
-        conn.execute(self._sql("insert_execution"), params)
-        return conn.execute(self._sql("by_run"), (params[1],)).fetchone()["id"]
+            row = conn.execute(self._sql("insert_execution") + " RETURNING *", params).fetchone()
+        else:
+            conn.execute(self._sql("insert_execution"), params)
+            row = conn.execute(self._sql("by_run"), (params[1],)).fetchone()
+        return self._current(row)
 
     def _begin(self) -> None:
         """Called by `_run` before each attempt: forget what the last transaction knew."""
@@ -311,9 +317,16 @@ class SQLEngine(LinksMixin, SearchMixin, SchemaMigrations, Engine):
         )
 
     def _poll(
-        self, kind: str, task_list: str, peek: Callable[[], bool], claim: Callable[[Conn], Any], wait: float
+        self,
+        kind: str,
+        task_list: str,
+        peek: Callable[[], tuple[str, Sequence[Any]]],
+        claim: Callable[[Conn], Any],
+        wait: float,
     ) -> Any:
         """Fire what is due, peek outside a write transaction, claim in one; wait until `wait` ends.
+
+        `peek()` names the statement (a key of `SQL`) that finds a ready task, and its parameters.
 
         The wait ends by the engine clock or by the real one, whichever comes first, so a frozen
         test clock cannot make a poll hang.
@@ -324,9 +337,8 @@ class SQLEngine(LinksMixin, SearchMixin, SchemaMigrations, Engine):
         attempt = 0
         while True:
             token = self._wake_token(kind, task_list)
-            self.fire_due()
             self._tx.retry_at = None
-            if peek():
+            if self._look(*peek()):
                 found = self._run(claim, durable=False)  # a lost claim: the task is handed out again
                 if found is not None:
                     return found
@@ -344,6 +356,19 @@ class SQLEngine(LinksMixin, SearchMixin, SchemaMigrations, Engine):
                 pause = min(pause, due - now)
             self._wait_for_wake(kind, task_list, token, pause)
             attempt += 1
+
+    def _look(self, peek: str, params: Sequence[Any]) -> bool:
+        """Fire what is due, then whether statement `peek` finds a task: one read when nothing is
+        due (the usual case), since the due times and the peek are asked for together."""
+        sql = self._rendered.get((peek, "look"))
+        if sql is None:
+            sql = self._rendered[(peek, "look")] = self._placeholders(f"{SQL['due']}, EXISTS ({SQL[peek]})")
+        row = self._query_one(sql, params)
+        due = _earliest([row[0], row[1], row[2]])
+        if due is None or due > self.clock():
+            return bool(row[3])
+        self.fire_due()
+        return self._query_one(self._sql(peek), params) is not None
 
     def _leased(
         self,
@@ -390,11 +415,17 @@ class SQLEngine(LinksMixin, SearchMixin, SchemaMigrations, Engine):
         def lookup(conn: Conn) -> Row:
             ex = None
             if lock_execution and self.dialect.lock:
-                ex = conn.execute(self._sql("execution_of_token", "lock"), (token,)).fetchone()
+                # Both locks are asked for before either answer is read (one round trip in pipeline
+                # mode); the server still takes them in this order. No execution: no activity either.
+                ex_cursor = conn.execute(self._sql("execution_of_token", "lock"), (token,))
+                act_cursor = conn.execute(self._sql("activity_by_token", "lock"), (token,))
+                ex = ex_cursor.fetchone()
                 if ex is None:
                     return None
                 self._current(ex)
-            act = conn.execute(self._sql("activity_by_token", "lock"), (token,)).fetchone()
+                act = act_cursor.fetchone()
+            else:
+                act = conn.execute(self._sql("activity_by_token", "lock"), (token,)).fetchone()
             expired = act is None or (act["deadline"] is not None and act["deadline"] <= self.clock())
             return None if expired else (act, ex)
 
@@ -418,13 +449,13 @@ class SQLEngine(LinksMixin, SearchMixin, SchemaMigrations, Engine):
         searched = {"searchAttributes": encode_attributes(search_attributes)} if search_attributes else {}
 
         def start(conn: Conn) -> str:
-            running = conn.execute(self._sql("open_run"), (workflow_id,)).fetchone()
+            found = conn.execute(self._placeholders(_OPEN_AND_CLOSED), (workflow_id, workflow_id)).fetchone()
+            running, last = found[0], found[1]
             if running is not None:
-                if running[0] == run_id:  # committed by an attempt whose connection was lost
+                if running == run_id:  # committed by an attempt whose connection was lost
                     return run_id
-                raise WorkflowAlreadyStarted(workflow_id, running[0])
-            last = conn.execute(self._sql("latest_closed"), (workflow_id,)).fetchone()
-            check_reuse(id_reuse_policy, workflow_id, last[0] if last else None)
+                raise WorkflowAlreadyStarted(workflow_id, running)
+            check_reuse(id_reuse_policy, workflow_id, last)
             self._new_run(
                 conn, workflow_id, workflow_type, version, task_list, input, tags, decision_timeout, run_id,
                 **searched,
@@ -529,8 +560,8 @@ class SQLEngine(LinksMixin, SearchMixin, SchemaMigrations, Engine):
     def poll_decision_task(
         self, task_list: str, identity: str = "", wait: float = 0.0, known: Mapping[str, int] | None = None
     ) -> DecisionTask | None:
-        def peek() -> bool:
-            return self._query_one(self._sql("ready_decision"), (task_list, self.clock())) is not None
+        def peek() -> tuple[str, Sequence[Any]]:
+            return "ready_decision", (task_list, self.clock())
 
         def claim(conn: Conn) -> DecisionTask | None:
             now = self.clock()
@@ -651,14 +682,21 @@ class SQLEngine(LinksMixin, SearchMixin, SchemaMigrations, Engine):
     def poll_activity_task(
         self, task_list: str, identity: str = "", wait: float = 0.0
     ) -> ActivityTask | None:
-        def peek() -> bool:
-            return self._query_one(self._sql("peek_activity"), (task_list,)) is not None
+        def peek() -> tuple[str, Sequence[Any]]:
+            return "peek_activity", (task_list,)
 
         def claim(conn: Conn) -> ActivityTask | None:
-            row = conn.execute(self._sql("limits_of", "lock"), (task_list,)).fetchone()
+            limits = conn.execute(self._sql("limits_of", "lock"), (task_list,))
+            # Where claims skip locked rows, the unlimited claim is sent before the limits answer is
+            # read (one round trip in pipeline mode). On a limited task list the row it may lock is
+            # this transaction's until commit, and the keyed claim below may still take it.
+            ready = conn.execute(self._sql("ready_activity", "claim"), (task_list,)) if self.dialect.claim else None
+            row = limits.fetchone()
             if row is not None:
                 return self._claim_limited(conn, _limits(row), row, identity)
-            act = conn.execute(self._sql("ready_activity", "claim"), (task_list,)).fetchone()
+            if ready is None:
+                ready = conn.execute(self._sql("ready_activity", "claim"), (task_list,))
+            act = ready.fetchone()
             if act is None and self.dialect.claim:  # every ready one's execution is busy: wait for one
                 first = conn.execute(self._sql("peek_activity"), (task_list,)).fetchone()
                 if first is not None:

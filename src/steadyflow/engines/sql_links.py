@@ -25,6 +25,10 @@ from .base import OPEN
 Conn = Any
 Row = Any
 
+#: `open_children` by the parent's row id, so it need not wait for the parent's row to be read.
+_OPEN_CHILDREN_OF = """SELECT * FROM steadyflow_executions WHERE status = 'open'
+    AND parent_run_id = (SELECT run_id FROM steadyflow_executions WHERE id = ?) ORDER BY id"""
+
 
 class LinksMixin:
     """Uses `SQLEngine`'s `_append`, `_sql`, `_find`, `_close`, `_schedule_decision`, `clock`."""
@@ -47,7 +51,8 @@ class LinksMixin:
         (workflow id, run id, initiated event id, close policy)."""
         run_id = run_id or uuid.uuid4().hex
         row = (workflow_id, run_id, workflow_type, version, task_list, input, json.dumps(list(tags)))
-        execution = self._insert_execution(conn, (*row, decision_timeout, self.clock()))  # type: ignore[attr-defined]
+        inserted = self._insert_execution(conn, (*row, decision_timeout, self.clock()))  # type: ignore[attr-defined]
+        execution = inserted["id"]
         if parent is not None:
             conn.execute(self._sql("set_parent"), (*parent, execution))  # type: ignore[attr-defined]
             started["parentWorkflowExecution"] = {"workflowId": parent[0], "runId": parent[1]}
@@ -67,7 +72,9 @@ class LinksMixin:
             taskStartToCloseTimeout=decision_timeout,
             **started,
         )
-        self._schedule_decision(conn, execution)  # type: ignore[attr-defined]
+        # The inserted row still holds what scheduling reads (status, task list, decision columns):
+        # nothing above changes those, so it need not be read back.
+        self._schedule_decision(conn, execution, ex=inserted)  # type: ignore[attr-defined]
         return execution, run_id
 
     def request_cancel_execution(self, workflow_id: str, run_id: str | None = None) -> None:
@@ -88,7 +95,10 @@ class LinksMixin:
     def _after_close(self, conn: Conn, execution: int, status: str) -> None:
         """Tell an open parent that this child closed; apply each open child's parent-close policy."""
         sql = self._sql  # type: ignore[attr-defined]
-        ex = conn.execute(sql("by_id"), (execution,)).fetchone()
+        # Both asked for before either answer is read: one round trip in pipeline mode.
+        row = conn.execute(sql("by_id"), (execution,))
+        children = conn.execute(self._placeholders(_OPEN_CHILDREN_OF), (execution,))  # type: ignore[attr-defined]
+        ex, children = row.fetchone(), children.fetchall()
         if ex["parent_run_id"] and status in h.CHILD_CLOSE_EVENTS:
             parent = conn.execute(sql("by_run", "lock"), (ex["parent_run_id"],)).fetchone()
             if parent is not None and parent["status"] == OPEN:
@@ -107,7 +117,7 @@ class LinksMixin:
                     **outcome,
                 )
                 self._schedule_decision(conn, parent["id"])  # type: ignore[attr-defined]
-        for child in conn.execute(sql("open_children"), (ex["run_id"],)).fetchall():
+        for child in children:
             if child["parent_close_policy"] == "terminate":
                 self._append(  # type: ignore[attr-defined]
                     conn, child["id"], h.WORKFLOW_EXECUTION_TERMINATED, reason="parent closed", cause="CHILD_POLICY_APPLIED"

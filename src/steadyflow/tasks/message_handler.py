@@ -187,6 +187,7 @@ class MessageHandler(ABC):
         state = dict(self.__dict__)
         state["_message"] = _MessageSnapshot(self._message)
         state.pop("_book", None)  # the consumer's, not the child's
+        state.pop("_pool", None)
         return state
 
     def __str__(self) -> str:

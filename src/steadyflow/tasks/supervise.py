@@ -19,6 +19,9 @@ sends; `("result", ok, payload)` once. The parent extends the message's visibili
 the last answer was true, even when `run()` holds the GIL in C code and the watchdog cannot answer
 (the hard timeout bounds that); it interrupts `run()` when `running()` says false or `hard_timeout`
 passes. The child dies with its consumer (`PR_SET_PDEATHSIG` on Linux, a parent check elsewhere).
+
+Under `steadyflow tasks worker`, a handler carries the consumer's `ChildPool` (`reuse.py`): its tasks
+run one after another in a long-lived child, supervised by the same `_supervise` loop.
 """
 
 from __future__ import annotations
@@ -278,6 +281,14 @@ def _direct_fork(handler: Any) -> bool:
 
 def run_in_child(handler: Any, args: tuple, kwargs: dict) -> Any:
     """Run `handler.run(*args, **kwargs)` in a child process, keeping the message invisible meanwhile."""
+    pool = handler.__dict__.get("_pool")  # the worker consumer's long-lived child (see reuse.py)
+    if pool is not None and pool.accepts(handler):
+        return pool.run(handler, args, kwargs)
+    return run_forked(handler, args, kwargs)
+
+
+def run_forked(handler: Any, args: tuple, kwargs: dict) -> Any:
+    """`run_in_child` in a child made for this one task."""
     if _direct_fork(handler):
         _prepare_stdin()
         reader, writer = multiprocessing.connection.Pipe(duplex=False)
@@ -314,7 +325,9 @@ def run_in_child(handler: Any, args: tuple, kwargs: dict) -> Any:
             book.child(None)
 
 
-def _supervise(handler: Any, proc: Any, reader: Any, book: Any = None) -> Any:
+def _supervise(handler: Any, proc: Any, reader: Any, book: Any = None, reused: bool = False) -> Any:
+    """Watch `proc` run `handler.run()` until it reports and exits (`reused`: until it reports; a
+    child that was interrupted leaves after reporting, so it is awaited as a forked one is)."""
     now = time.monotonic()
     hard_at = now + (handler._start_time + handler.hard_timeout - time.time())
     next_tick = now + handler.alarm_timeout
@@ -375,7 +388,10 @@ def _supervise(handler: Any, proc: Any, reader: Any, book: Any = None) -> Any:
                 elif message[0] == "result":
                     outcome = message
         exited = proc.sentinel in ready
-    proc.join()
+        if reused and outcome is not None and interrupted is None:
+            break
+    if exited:
+        proc.join()
     if interrupted == "timeout":
         raise TimeoutError("Hit Hard Timeout for message handler")
     if interrupted == "stuck":

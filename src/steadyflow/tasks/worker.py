@@ -12,7 +12,9 @@ SIGTERM or Ctrl-C on the supervisor: consumers stop taking messages; a task stil
 
 A consumer deletes the messages of tasks that succeeded in batches, while the next task runs, and
 keeps the record of what it holds in memory it shares with the supervisor, which settles it if the
-consumer dies (see `ledger.py`).
+consumer dies (see `ledger.py`). Its tasks run one after another in one long-lived child process,
+replaced after `max_tasks_per_child` tasks or when a task is interrupted or the child dies; with
+`max_tasks_per_child=1` each task gets a fresh fork (see `reuse.py`).
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ from . import registry, supervise
 from .backend import receive_count
 from .errors import UnknownTaskName
 from .ledger import MessageBook, SharedSlot, holds_any, settle
+from .reuse import ChildPool
 from .task_manager import TaskManager
 from .urls import redact
 
@@ -52,6 +55,8 @@ class WorkerOptions:
     shutdown_grace: float = 30
     depth_interval: float | None = None
     """Seconds between two readings of the queue's depth into the metrics (None: never)."""
+    max_tasks_per_child: int | None = None
+    """Tasks one child process runs before it is replaced (None: no limit; 1: a fresh fork per task)."""
 
 
 class Consumer:
@@ -65,6 +70,11 @@ class Consumer:
         self.manager = manager or TaskManager(options.url, notify=notify)
         # What it holds, for its supervisor should it die; deletes it batches (see ledger.py).
         self.book = MessageBook(self.manager.backend, shared=shared)
+        if options.max_tasks_per_child is not None and options.max_tasks_per_child < 1:
+            raise ConfigError("--max-tasks-per-child must be at least 1")
+        # Tasks run one after another in a long-lived child, unless each must get a fresh fork (reuse.py).
+        self.pool = None if options.max_tasks_per_child == 1 else ChildPool(
+            {name: t.handler_class for name, t in self.tasks.items()}, options.max_tasks_per_child)
         self.stopping = False
         self.handled = 0
 
@@ -83,6 +93,8 @@ class Consumer:
                     break
         finally:
             self.book.flush()
+            if self.pool is not None:
+                self.pool.close()
 
     def handle(self, name: str, kwargs: dict[str, Any], message: Any) -> None:
         if self.book.due() <= time.monotonic():
@@ -111,6 +123,8 @@ class Consumer:
         try:
             handler = task.handler(message, kwargs)
             handler._book = self.book  # type: ignore[attr-defined] - deletes it later, with others
+            if self.pool is not None:
+                handler._pool = self.pool  # type: ignore[attr-defined]
             with handler:
                 handler.run()
         except supervise.HandedBack:
@@ -164,6 +178,8 @@ def serve(options: WorkerOptions, on_start: Callable[[list[int]], None] | None =
     """Run `options.processes` consumers until SIGTERM/SIGINT; returns the exit code."""
     if options.processes < 1:
         raise ConfigError("--processes must be at least 1")
+    if options.max_tasks_per_child is not None and options.max_tasks_per_child < 1:
+        raise ConfigError("--max-tasks-per-child must be at least 1")
     # Built once, before forking: a bad URL fails here, and a restarted consumer starts in milliseconds
     # (a boto3 resource takes ~0.1 s to build). Each child opens its own connections on first use.
     manager = TaskManager(options.url)

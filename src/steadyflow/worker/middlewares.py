@@ -93,28 +93,33 @@ class Loaded:
 
     def around(self, context: dict[str, Any], call: Callable[[], T]) -> T:
         """Run `call()` between the pre- and post-middlewares; its result, or its exception."""
-        for func in self.pre:
-            func(context)
+        self._before(context)
         try:
             result = call()
         except BaseException as exc:
-            for func in self._on_error:
-                func(context, result=None, exception=exc)
+            self._failed(context, exc)
             raise
-        for func in self.post:
-            func(context, result=result)
-        return result
+        return self._after(context, result)
 
     async def around_async(self, context: dict[str, Any], call: Callable[[], Awaitable[T]]) -> T:
         """`around` for an `async def` activity: the middlewares are plain functions."""
-        for func in self.pre:
-            func(context)
+        self._before(context)
         try:
             result = await call()
         except BaseException as exc:
-            for func in self._on_error:
-                func(context, result=None, exception=exc)
+            self._failed(context, exc)
             raise
+        return self._after(context, result)
+
+    def _before(self, context: dict[str, Any]) -> None:
+        for func in self.pre:
+            func(context)
+
+    def _failed(self, context: dict[str, Any], exc: BaseException) -> None:
+        for func in self._on_error:
+            func(context, result=None, exception=exc)
+
+    def _after(self, context: dict[str, Any], result: T) -> T:
         for func in self.post:
             func(context, result=result)
         return result
