@@ -4,8 +4,8 @@
 
 For each steadyflow queue (a SQLite file, a fresh PostgreSQL schema, SQS on a local moto_server)
 it starts `steadyflow tasks worker bench.tasks --processes 2`, lets it handle one task, then
-submits the tasks and times until the queue is empty; every task is a no-op run in its own child
-process, as every task is. The same workload then runs on Huey with its SQLite storage and a
+submits the tasks and times until the queue is empty; every task is a no-op run in the consumer's
+long-lived task process (the default; `--max-tasks-per-child 1` forks one per task). The same workload then runs on Huey with its SQLite storage and a
 2-process consumer (`bench/peers/huey_peer.py`, in the benchmark's own virtualenv: see
 `bench/peers.sh`). Row 5 of the suite (`python3 -m bench`) is this measure. moto_server's SQS operations cost time proportional
 to the queue's length, so on SQS the producer keeps at most 60 messages queued (noted in the
@@ -151,13 +151,13 @@ def main() -> None:
     print("|---|---|---|---|---|")
     with tempfile.TemporaryDirectory() as tmp:
         seconds = run_steadyflow(f"sqlite:///{tmp}/bench.db?queue=bench", count, None, warm=True)
-        print(_row("steadyflow SQLite", count, seconds, "a child process per task"), flush=True)
+        print(_row("steadyflow SQLite", count, seconds, "a reused task process per consumer"), flush=True)
     if not args.no_postgres:
         schema = f"sf_bench_{uuid.uuid4().hex[:8]}"
         url = f"{args.postgres}{'&' if '?' in args.postgres else '?'}schema={schema}&queue=bench"
         try:
             seconds = run_steadyflow(url, count, None, warm=True)
-            print(_row("steadyflow PostgreSQL", count, seconds, "a child process per task"), flush=True)
+            print(_row("steadyflow PostgreSQL", count, seconds, "a reused task process per consumer"), flush=True)
         except Exception as exc:  # noqa: BLE001 - a missing server skips the row
             print(f"| steadyflow PostgreSQL | {count} | | | skipped: {' '.join(str(exc).split())[:80]} |")
         finally:
