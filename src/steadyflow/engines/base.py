@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..decisions import Decision
+from ..errors import UnknownTask
 from ..history import Event
 from .limits import TaskListLimits
 
@@ -115,6 +116,17 @@ class ActivityTask:
     start_to_close_timeout: float | None
     #: When it was scheduled (engine clock), for schedule-to-start metrics.
     scheduled_at: float | None = None
+
+
+@dataclass(frozen=True)
+class ActivityClose:
+    """One outcome for `Engine.close_activity_tasks`: completed with `result`, or failed."""
+
+    token: str
+    ok: bool
+    result: str | None = None
+    reason: str | None = None
+    details: str | None = None
 
 
 class Engine(ABC):
@@ -288,6 +300,22 @@ class Engine(ABC):
     @abstractmethod
     def fail_activity_task(self, token: str, reason: str | None, details: str | None = None) -> None:
         """Append `ActivityTaskFailed` and schedule a decision. `UnknownTask` if the lease is gone."""
+
+    def close_activity_tasks(self, closes: Sequence[ActivityClose]) -> list[bool]:
+        """Complete or fail several leased tasks; for each, True once recorded, False when its lease
+        was gone (the `UnknownTask` of a single call). Engines with transactions record them all
+        in one, so a worker whose tasks finish together pays for one commit."""
+        recorded = []
+        for close in closes:
+            try:
+                if close.ok:
+                    self.complete_activity_task(close.token, close.result)
+                else:
+                    self.fail_activity_task(close.token, close.reason, close.details)
+                recorded.append(True)
+            except UnknownTask:
+                recorded.append(False)
+        return recorded
 
     @abstractmethod
     def list_activity_tasks(self, workflow_id: str, run_id: str | None = None) -> list[dict[str, Any]]:

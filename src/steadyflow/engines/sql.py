@@ -63,6 +63,7 @@ from ..search import SEARCH_MARKER, decode_attributes, encode_attributes, parse_
 from .base import (
     DEFAULT_DECISION_TIMEOUT,
     OPEN,
+    ActivityClose,
     ActivityTask,
     DecisionTask,
     Engine,
@@ -779,16 +780,47 @@ class SQLEngine(LinksMixin, SearchMixin, SchemaMigrations, Engine):
 
     def _close_activity(self, token: str, event_type: str, **attrs: Any) -> None:
         def close(conn: Conn, found: tuple[Row, Row]) -> None:
-            act, ex = found
-            conn.execute(self._sql("delete_activity"), (act["id"],))
-            started = {
-                "scheduledEventId": act["scheduled_event_id"],
-                "startedEventId": act["started_event_id"],
-            }
-            self._append(conn, act["execution"], event_type, **started, **attrs)
-            self._schedule_decision(conn, act["execution"], ex=ex)
+            self._record_close(conn, found, event_type, attrs)
 
         self._leased(self._activity_owner(token, lock_execution=True), close, _ACTIVITY_GONE)
+
+    def _record_close(self, conn: Conn, found: tuple[Row, Row], event_type: str, attrs: dict[str, Any]) -> None:
+        act, ex = found
+        conn.execute(self._sql("delete_activity"), (act["id"],))
+        started = {"scheduledEventId": act["scheduled_event_id"], "startedEventId": act["started_event_id"]}
+        self._append(conn, act["execution"], event_type, **started, **attrs)
+        self._schedule_decision(conn, act["execution"], ex=ex)
+
+    def close_activity_tasks(self, closes: Sequence[ActivityClose]) -> list[bool]:
+        """All in one transaction. A token whose lease is gone is found so before anything of it is
+        written, so it only drops out; executions are locked in token (run id) order, the same in
+        every worker, so two batches never wait on each other in a circle."""
+        if len(closes) <= 1:
+            return super().close_activity_tasks(closes)
+        order = sorted(range(len(closes)), key=lambda i: closes[i].token)
+
+        def attempt(conn: Conn) -> list[bool]:
+            self._tx.timed_out = []
+            if self.dialect.fire_in_lease:
+                self._fire_batch(conn)
+            recorded = [False] * len(closes)
+            for i in order:
+                c = closes[i]
+                found = self._activity_owner(c.token, lock_execution=True)(conn)
+                if found is None:
+                    continue
+                if c.ok:
+                    self._record_close(conn, found, h.ACTIVITY_TASK_COMPLETED, {"result": c.result})
+                else:
+                    self._record_close(conn, found, h.ACTIVITY_TASK_FAILED, {"reason": c.reason, "details": c.details})
+                recorded[i] = True
+            return recorded
+
+        recorded = self._run(attempt)
+        self._count_timeouts()
+        if not all(recorded) and not self.dialect.fire_in_lease:
+            self.fire_due()
+        return recorded
 
     def complete_activity_task(self, token: str, result: str | None) -> None:
         self._close_activity(token, h.ACTIVITY_TASK_COMPLETED, result=result)

@@ -170,6 +170,9 @@ class WorkerPool(ChildrenMixin):
         self._ctx = multiprocessing.get_context(start_method)
         self._children: list[Child] = []
         self._reporter = Reporter(engine)
+        #: Outcomes read during one `_wait_and_handle` pass, reported together at its end (None:
+        #: report each at once, as the reaping and shutdown paths do).
+        self._outcomes: list[tuple[Running, Outcome]] | None = None
         self._profiles: dict[str, tuple[float | None, float | None, bool]] = {}
         self._stop_requested = threading.Event()
         self._grace = self.grace
@@ -438,15 +441,21 @@ class WorkerPool(ChildrenMixin):
             time.sleep(timeout)
             return False
         handled = False
-        for obj in wait_ready(list(owners), timeout):
-            child = owners[obj]
-            if child is None:  # drained before the poll it causes: a later wake-up is not lost
-                waker.drain()
-                handled = True
-            elif obj is child.conn:
-                handled = self._drain(child) or handled
-            else:
-                child.gone = True
+        # Outcomes read in this pass are reported together, in one transaction (`_on_message`).
+        self._outcomes = []
+        try:
+            for obj in wait_ready(list(owners), timeout):
+                child = owners[obj]
+                if child is None:  # drained before the poll it causes: a later wake-up is not lost
+                    waker.drain()
+                    handled = True
+                elif obj is child.conn:
+                    handled = self._drain(child) or handled
+                else:
+                    child.gone = True
+        finally:
+            outcomes, self._outcomes = self._outcomes, None
+            self._reporter.report_many(outcomes)
         self._reap_gone()
         return handled
 
@@ -496,7 +505,10 @@ class WorkerPool(ChildrenMixin):
                 log.debug("activity task %s completed", running.label)
             else:
                 log.info("activity task %s failed: %s", running.label, outcome.reason)
-            self._reporter.report(running, outcome)
+            if self._outcomes is not None:
+                self._outcomes.append((running, outcome))
+            else:
+                self._reporter.report(running, outcome)
             self._maybe_recycle(child, msg[5] if len(msg) > 5 else None)
             self._stop_if_done(child)
             return True

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .. import metrics
-from ..engines.base import Engine
+from ..engines.base import ActivityClose, Engine
 from ..errors import UnknownTask
 from .runner import Outcome
 from .state import Running
@@ -43,6 +43,27 @@ class Reporter:
         """When the pending retries fall due (`time.monotonic()`)."""
         return [r.due for r in self._pending]
 
+    def report_many(self, outcomes: list[tuple[Running, Outcome]]) -> None:
+        """Report outcomes that arrived together in one engine call (one transaction, one commit);
+        if that call fails, each is reported, and retried, on its own."""
+        if len(outcomes) <= 1:
+            for running, outcome in outcomes:
+                self.report(running, outcome)
+            return
+        closes = [ActivityClose(r.token, o.ok, o.result, o.reason, o.details) for r, o in outcomes]
+        try:
+            recorded = self.engine.close_activity_tasks(closes)
+        except Exception:
+            log.warning("reporting %d outcomes together failed; reporting each", len(outcomes), exc_info=True)
+            for running, outcome in outcomes:
+                self.report(running, outcome)
+            return
+        for (running, outcome), ok in zip(outcomes, recorded):
+            if ok:
+                _count(running, outcome)
+            else:
+                _lapsed(running, outcome)
+
     def report(self, running: Running, outcome: Outcome, attempt: int = 0, final: bool = False) -> None:
         what = "result" if outcome.ok else "failure"
         try:
@@ -50,13 +71,9 @@ class Reporter:
                 self.engine.complete_activity_task(running.token, outcome.result)
             else:
                 self.engine.fail_activity_task(running.token, outcome.reason, outcome.details)
-            # Counted once it is recorded: a task whose lease lapsed was counted by the engine
-            # that timed it out, and a report retried later is counted when it lands.
-            timed_out = (outcome.reason or "").startswith("TimeoutError")
-            kind = "completed" if outcome.ok else ("timed_out" if timed_out else "failed")
-            metrics.task_finished(running.activity, kind, time.monotonic() - running.handed_at)
+            _count(running, outcome)
         except UnknownTask:
-            log.warning("activity task %s: lease lapsed before its %s was reported; dropped", running.label, what)
+            _lapsed(running, outcome)
         except Exception:
             if final or attempt >= len(REPORT_RETRY_DELAYS):
                 log.exception("activity task %s: could not report its %s; giving up", running.label, what)
@@ -82,3 +99,16 @@ class Reporter:
         if now - self._last_error_log >= ERROR_LOG_INTERVAL:
             self._last_error_log = now
             log.warning(message, *args, exc_info=True)
+
+
+def _count(running: Running, outcome: Outcome) -> None:
+    """Counted once it is recorded: a task whose lease lapsed was counted by the engine that timed
+    it out, and a report retried later is counted when it lands."""
+    timed_out = (outcome.reason or "").startswith("TimeoutError")
+    kind = "completed" if outcome.ok else ("timed_out" if timed_out else "failed")
+    metrics.task_finished(running.activity, kind, time.monotonic() - running.handed_at)
+
+
+def _lapsed(running: Running, outcome: Outcome) -> None:
+    what = "result" if outcome.ok else "failure"
+    log.warning("activity task %s: lease lapsed before its %s was reported; dropped", running.label, what)
