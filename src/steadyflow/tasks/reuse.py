@@ -142,20 +142,12 @@ class _ReusedChild(supervise._ForkedChild):
         parent_pid = os.getpid()
         self.exitcode: int | None = None
         self.tasks = 0
-        self.pid = os.fork()
-        if self.pid == 0:  # the child: never returns
-            try:
-                other_end.close()  # so that the consumer closing its end is EOF here
-                supervise._forked_child_setup("steadyflow-task:reused")
-                _child_loop(conn, classes, parent_pid)
-            finally:
-                os._exit(1)
-        try:
-            self.sentinel = os.pidfd_open(self.pid)
-        except OSError:
-            os.kill(self.pid, signal.SIGKILL)
-            os.waitpid(self.pid, 0)
-            raise
+
+        def body() -> None:
+            other_end.close()  # so that the consumer closing its end is EOF here
+            _child_loop(conn, classes, parent_pid)
+
+        self._fork("steadyflow-task:reused", body)
 
 
 class ChildPool:

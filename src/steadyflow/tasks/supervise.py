@@ -38,6 +38,7 @@ import sys
 import threading
 import time
 import traceback
+from collections.abc import Callable
 from typing import Any
 
 from . import local
@@ -209,13 +210,17 @@ class _ForkedChild:
 
     def __init__(self, handler: Any, args: tuple, kwargs: dict, writer: Any) -> None:
         parent_pid = os.getpid()
-        name = f"steadyflow-task:{type(handler).__name__}"
         self.exitcode: int | None = None
+        self._fork(f"steadyflow-task:{type(handler).__name__}",
+                   lambda: _child_main(handler, args, kwargs, writer, parent_pid))
+
+    def _fork(self, name: str, body: Callable[[], None]) -> None:
+        """Fork a child that runs `body()` and exits; keep its pid and a pidfd to watch it by."""
         self.pid = os.fork()
         if self.pid == 0:  # the child: never returns
             try:
                 _forked_child_setup(name)
-                _child_main(handler, args, kwargs, writer, parent_pid)
+                body()
             finally:
                 os._exit(1)
         try:
