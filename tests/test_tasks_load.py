@@ -80,8 +80,11 @@ def produce_and_wait(url: str, db: str, task: str, worker: subprocess.Popen, *, 
         if kill_every and time.monotonic() >= next_kill:
             consumers = children(worker.pid)
             if consumers:
-                os.kill(consumers[kills % len(consumers)], signal.SIGKILL)
-                kills += 1
+                try:
+                    os.kill(consumers[kills % len(consumers)], signal.SIGKILL)
+                    kills += 1
+                except ProcessLookupError:  # it died and was reaped since it was listed: next time
+                    pass
             next_kill += kill_every
         time.sleep(0.02 if sqs else 0.05)
         done = set(tally.poll())
