@@ -7,6 +7,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import time
 
 import pytest
 from click.testing import CliRunner
@@ -30,6 +31,7 @@ def url(tmp_path, monkeypatch):
     engine = open_engine(url)
     try:
         assert run_local(Divide, [1, 0], engine=engine, workflow_id="div").status == "failed"
+        time.sleep(0.01)  # times are shown to the millisecond: the two runs must not share one
         assert run_local(Locate, ["here"], engine=engine, workflow_id="loc").status == "completed"
     finally:
         engine.close()
@@ -174,6 +176,7 @@ def many(url):
     engine = open_engine(url)
     try:
         engine.start_execution("open-1", "cli_tools_waits", "default", "tl", None, tags=("red",))
+        time.sleep(0.01)  # as above: distinct start times, to the millisecond
         engine.start_execution("open-2", "cli_tools_waits", "v2", "tl", None, tags=("blue", "red"))
         infos = {wid: engine.describe_execution(wid) for wid in ("div", "loc", "open-1", "open-2")}
     finally:
