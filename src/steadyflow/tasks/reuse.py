@@ -30,7 +30,6 @@ import multiprocessing.connection
 import os
 import pickle
 import signal
-import sys
 import threading
 import time
 from typing import Any
@@ -52,14 +51,7 @@ class _Current:
 
 def _child_loop(conn: Any, classes: dict[str, type], parent_pid: int) -> None:
     """The child: run each task it receives until the pipe closes or a task is interrupted."""
-    supervise._in_child = True
-    try:
-        os.setpgid(0, 0)
-    except OSError:
-        pass
-    supervise._set_parent_death_signal()
-    if os.getppid() != parent_pid:
-        os._exit(1)
+    supervise._become_task_child(parent_pid)
     current = _Current()
 
     def send(message: tuple) -> None:
@@ -87,23 +79,8 @@ def _child_loop(conn: Any, classes: dict[str, type], parent_pid: int) -> None:
             current.handler = handler
             current.next_check = time.monotonic() + handler.alarm_timeout
         signal.signal(signal.SIGTERM, on_term)
-        try:
-            result = handler.run(*args, **kwargs)
-        except BaseException as exc:  # noqa: BLE001 - everything is reported to the parent
-            signal.signal(signal.SIGTERM, signal.SIG_DFL)
-            report: tuple = ("result", False, supervise._exception_payload(exc))
-        else:
-            signal.signal(signal.SIGTERM, signal.SIG_DFL)
-            try:
-                data = pickle.dumps(result)
-            except Exception:  # noqa: BLE001 - an unpicklable return value is dropped
-                data = pickle.dumps(None)
-            report = ("result", True, data)
-        for stream in (sys.stdout, sys.stderr):
-            try:
-                stream.flush()
-            except Exception:  # noqa: BLE001
-                pass
+        report = supervise._run_for_report(handler, args, kwargs)
+        supervise._flush_output()
         with current.lock:  # no `running` of this task may follow its result
             current.handler = None
             conn.send(report)

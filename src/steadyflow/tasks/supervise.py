@@ -99,7 +99,9 @@ def _exception_payload(exc: BaseException) -> tuple[bytes | None, str, str, str]
     return data, type(exc).__qualname__, str(exc), text
 
 
-def _child_main(handler: Any, args: tuple, kwargs: dict, writer: Any, parent_pid: int) -> None:
+def _become_task_child(parent_pid: int) -> None:
+    """A task's child leads its own process group (a hard timeout kills what it started too) and
+    dies with its consumer; a consumer already gone means there is nobody to report to."""
     global _in_child
     _in_child = True
     try:
@@ -109,6 +111,34 @@ def _child_main(handler: Any, args: tuple, kwargs: dict, writer: Any, parent_pid
     _set_parent_death_signal()
     if os.getppid() != parent_pid:
         os._exit(1)
+
+
+def _run_for_report(handler: Any, args: tuple, kwargs: dict) -> tuple:
+    """Run the task; the `("result", ok, payload)` message for the parent. SIGTERM is back at its
+    default before the report is built, so a late interrupt cannot break the report."""
+    try:
+        result = handler.run(*args, **kwargs)
+    except BaseException as exc:  # noqa: BLE001 - everything is reported to the parent
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        return ("result", False, _exception_payload(exc))
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    try:
+        data = pickle.dumps(result)
+    except Exception:  # noqa: BLE001 - an unpicklable return value is dropped
+        data = pickle.dumps(None)
+    return ("result", True, data)
+
+
+def _flush_output() -> None:
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except Exception:  # noqa: BLE001
+            pass
+
+
+def _child_main(handler: Any, args: tuple, kwargs: dict, writer: Any, parent_pid: int) -> None:
+    _become_task_child(parent_pid)
     lock = threading.Lock()
 
     def send(message: tuple) -> None:
@@ -121,24 +151,9 @@ def _child_main(handler: Any, args: tuple, kwargs: dict, writer: Any, parent_pid
     # A bare thread: `threading.Thread` costs a short task a few hundred microseconds more here (its
     # start-up handshake and objects, in a freshly forked process where every page written is copied).
     _thread.start_new_thread(_watchdog, (handler, send, parent_pid))
-    try:
-        result = handler.run(*args, **kwargs)
-    except BaseException as exc:  # noqa: BLE001 - everything is reported to the parent
-        signal.signal(signal.SIGTERM, signal.SIG_DFL)
-        send(("result", False, _exception_payload(exc)))
-    else:
-        signal.signal(signal.SIGTERM, signal.SIG_DFL)
-        try:
-            data = pickle.dumps(result)
-        except Exception:  # noqa: BLE001 - an unpicklable return value is dropped
-            data = pickle.dumps(None)
-        send(("result", True, data))
+    send(_run_for_report(handler, args, kwargs))
     writer.close()
-    for stream in (sys.stdout, sys.stderr):
-        try:
-            stream.flush()
-        except Exception:  # noqa: BLE001
-            pass
+    _flush_output()
     os._exit(0)
 
 
