@@ -80,23 +80,12 @@ def field(payloads: Any, text: Any, preview: int = PREVIEW_CHARS) -> Field:
 
 
 def execution(payloads: Any, info: ExecutionInfo, now: float) -> dict[str, Any]:
-    """An execution as the pages and `/api/executions/{id}` show it."""
-    end = info.close_time if info.close_time is not None else now
+    """An execution as the pages and `/api/executions/{id}` show it: its row, and what one opened
+    shows beside (decoded payloads, links to its parent, why it closed)."""
     return {
-        "workflow_id": info.workflow_id,
-        "run_id": info.run_id,
-        "workflow_type": info.workflow_type,
-        "version": info.version,
-        "task_list": info.task_list,
-        "status": info.status,
+        **summary(info, now),
         "is_open": info.is_open,
         "cancel_requested": info.cancel_requested,
-        "start_time": info.start_time,
-        "close_time": info.close_time,
-        "started": format_timestamp(info.start_time),
-        "closed": format_timestamp(info.close_time),
-        "duration": duration(end - info.start_time),
-        "tags": list(info.tags),
         "parent_workflow_id": info.parent_workflow_id,
         "parent_run_id": info.parent_run_id,
         "close_reason": info.close_reason,
