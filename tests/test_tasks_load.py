@@ -18,7 +18,7 @@ import pytest
 
 from steadyflow.tasks import TaskManager
 from tests.fixtures.moto import moto_server  # noqa: F401 - session fixture
-from tests.fixtures.task_handlers import Tally, handled, record_db
+from tests.fixtures.task_handlers import Tally, handled, record_db, stop_worker
 
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parent.parent
@@ -101,15 +101,6 @@ def wait_empty(tm: TaskManager, seconds: float = 30) -> dict:
         time.sleep(0.2)
 
 
-def stop(worker: subprocess.Popen) -> None:
-    worker.send_signal(signal.SIGTERM)
-    try:
-        worker.wait(30)
-    except subprocess.TimeoutExpired:
-        worker.kill()
-        worker.wait()
-
-
 def test_each_task_is_handled_exactly_once_when_nothing_fails(queue_url, tmp_path):
     db = str(tmp_path / "handled.db")
     record_db(db).close()
@@ -122,7 +113,7 @@ def test_each_task_is_handled_exactly_once_when_nothing_fails(queue_url, tmp_pat
         wait_empty(tm)
         time.sleep(0.5)  # a duplicate would show up now
     finally:
-        stop(worker)
+        stop_worker(worker)
     seen = handled(db)
     assert sorted(seen) == list(range(SQS_COUNT if sqs else COUNT)), f"{len(seen) - len(set(seen))} duplicates"
 
@@ -136,6 +127,6 @@ def test_no_task_is_lost_when_a_consumer_is_killed_every_200ms(queue_url, tmp_pa
         tm, kills = produce_and_wait(queue_url, db, "record-short", worker, sqs=sqs, kill_every=0.2)
         wait_empty(tm)
     finally:
-        stop(worker)
+        stop_worker(worker)
     assert set(handled(db)) == set(range(SQS_COUNT if sqs else COUNT))
     assert kills >= 5

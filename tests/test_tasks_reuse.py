@@ -17,7 +17,14 @@ import pytest
 
 from steadyflow.tasks import TaskManager
 from steadyflow.tasks.reuse import ChildPool
-from tests.fixtures.task_handlers import FailingHandler, HungHandler, SlowHandler, handled, record_db
+from tests.fixtures.task_handlers import (
+    FailingHandler,
+    HungHandler,
+    SlowHandler,
+    handled,
+    record_db,
+    stop_worker,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 pytestmark = pytest.mark.slow
@@ -35,15 +42,6 @@ def start(url: str, *extra: str) -> subprocess.Popen:
     command = [sys.executable, "-m", "steadyflow", "tasks", "worker", "tests.fixtures.reuse_tasks", "--queue", url,
                "--processes", "1", "--wait-time", "0.2", "--shutdown-grace", "1", *extra]
     return subprocess.Popen(command, cwd=ROOT, stdin=subprocess.DEVNULL)
-
-
-def stop(worker: subprocess.Popen) -> None:
-    worker.send_signal(signal.SIGTERM)
-    try:
-        worker.wait(30)
-    except subprocess.TimeoutExpired:
-        worker.kill()
-        worker.wait()
 
 
 def lines(out: Path) -> list[list[str]]:
@@ -80,7 +78,7 @@ def test_one_child_runs_several_tasks_and_keeps_module_state_between_them(queue,
         rows = wait_for(out, worker, lambda rows: len(rows) >= 5)
         wait_empty(tm)
     finally:
-        stop(worker)
+        stop_worker(worker)
     pids = {pid for _, pid, _ in rows}
     assert len(pids) == 1 and int(pids.pop()) != worker.pid
     # What a task leaves in its process is there for the next (documented in docs/tasks.md).
@@ -97,7 +95,7 @@ def test_max_tasks_per_child_replaces_the_child(queue, tmp_path, limit, expected
         rows = wait_for(out, worker, lambda rows: len(rows) >= 4)
         wait_empty(tm)
     finally:
-        stop(worker)
+        stop_worker(worker)
     assert sorted(int(value) for *_, value in rows) == expected
     assert len({pid for _, pid, _ in rows}) == 4 // int(limit)
 
@@ -116,7 +114,7 @@ def test_hard_timeout_kills_a_catastrophic_regex_and_the_next_task_gets_a_fresh_
         rows = wait_for(out, worker, lambda rows: [r[0] for r in rows][-1:] == ["regex-again"])
         wait_empty(tm)
     finally:
-        stop(worker)
+        stop_worker(worker)
     first, regex, after, again = rows
     assert [r[0] for r in rows] == ["count", "regex", "count", "regex-again"]
     assert first[1] == regex[1]  # the regex ran in the child that ran the task before it
@@ -137,7 +135,7 @@ def test_a_child_killed_mid_task_loses_nothing(queue, tmp_path):
         rows = wait_for(out, worker, lambda rows: len(rows) >= 5)
         wait_empty(tm)
     finally:
-        stop(worker)
+        stop_worker(worker)
     assert sorted(r[0] for r in rows) == ["count", "count", "count", "sleep", "sleep-again"]
     assert all(r[1] != sleeping[1] for r in rows[1:])  # its replacement ran the rest
 
